@@ -1,0 +1,31 @@
+"""ResNets for small images: timm's ResNet with the CIFAR stem (3x3 conv, stride 1, no max-pool).
+
+The CIFAR variant of "Deep Residual Learning for Image Recognition" (He et al., 2016) that SimSiam, BYOL and
+solo-learn use on 32x32 inputs. ``resnet_tiny_cifar`` (16-32-64-128 channels, one block per stage) is an in-house
+net for CPU tests and the digits demo.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+
+def _cifar_resnet(block, layers, channels=(64, 128, 256, 512), in_chans: int = 3, **kwargs) -> ResNet:
+    model = ResNet(block, layers, num_classes=0, in_chans=in_chans, channels=channels, **kwargs)
+    stem_width = model.bn1.num_features  # timm's plain stem is 64 wide whatever the stage widths
+    model.conv1 = nn.Conv2d(in_chans, stem_width, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def resnet18_cifar(**kwargs) -> ResNet:
+    return _cifar_resnet(BasicBlock, (2, 2, 2, 2), **kwargs)
+
+
+def resnet50_cifar(**kwargs) -> ResNet:
+    return _cifar_resnet(Bottleneck, (3, 4, 6, 3), **kwargs)
+
+
+def resnet_tiny_cifar(**kwargs) -> ResNet:
+    return _cifar_resnet(BasicBlock, (1, 1, 1, 1), channels=(16, 32, 64, 128), **kwargs)

@@ -1,0 +1,42 @@
+"""Datamodules shared by every method: they yield views and labels and know no method."""
+
+from reprzoo.datamodules.base import BANK, QUERY, EmbeddingDataModule, TransformedDataset
+from reprzoo.datamodules.images import (
+    CIFAR10,
+    CIFAR100,
+    STL10,
+    Digits,
+    ImageDataModule,
+    ImageFolder,
+    SyntheticImages,
+    TensorImageDataset,
+)
+from reprzoo.datamodules.transforms import (
+    BYOLTransform,
+    MultiViewTransform,
+    SimSiamTransform,
+    augmentation_view,
+    build_augmentation,
+    eval_transform,
+)
+
+__all__ = [
+    "BANK",
+    "QUERY",
+    "BYOLTransform",
+    "CIFAR10",
+    "CIFAR100",
+    "Digits",
+    "EmbeddingDataModule",
+    "ImageDataModule",
+    "ImageFolder",
+    "MultiViewTransform",
+    "STL10",
+    "SimSiamTransform",
+    "SyntheticImages",
+    "TensorImageDataset",
+    "TransformedDataset",
+    "augmentation_view",
+    "build_augmentation",
+    "eval_transform",
+]

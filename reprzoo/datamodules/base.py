@@ -1,0 +1,118 @@
+"""A modality-agnostic datamodule for embedding methods.
+
+Training batches are ``(views, labels)``: a list of augmented views of each sample and its label (-1 when
+unlabelled). Validation and test give two loaders, the labelled reference set (``bank``, the training split
+without augmentation) then the queries, so that kNN and probe metrics work for any modality.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+BANK, QUERY = 0, 1  # dataloader_idx of the two evaluation loaders
+
+
+class TransformedDataset(Dataset):
+    """``(sample, label)`` pairs of ``base`` with ``transform`` applied to the sample."""
+
+    def __init__(self, base: Dataset, transform: Callable | None):
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        sample, label = self.base[index]
+        return (self.transform(sample) if self.transform else sample), label
+
+
+class EmbeddingDataModule(L.LightningDataModule, abc.ABC):
+    """Loaders shared by every method; a subclass provides the splits and the transforms.
+
+    Subclasses implement ``_splits()`` returning ``(train, test)`` datasets of ``(sample, label)`` without
+    transforms, and set ``train_transform`` (multi-view) and ``eval_transform``.
+
+    Args:
+        batch_size: samples per device and step.
+        num_workers: loader worker processes per device.
+        pin_memory: pin host memory for faster copies to an accelerator (default: when CUDA is available).
+    """
+
+    num_classes: int
+
+    def __init__(self, batch_size: int = 256, num_workers: int = 4, pin_memory: bool | None = None):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size = batch_size
+        self.num_workers = min(num_workers, os.cpu_count() or 1)
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.train_transform: Callable | None = None
+        self.eval_transform: Callable | None = None
+        self._train: Dataset | None = None
+        self._test: Dataset | None = None
+        self._bank_train: Dataset | None = None  # the train split whose labels kNN votes with (STL-10: labelled part)
+
+    @abc.abstractmethod
+    def _splits(self) -> tuple[Dataset, Dataset]:
+        """``(train, test)`` datasets of ``(sample, label)`` pairs, untransformed."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is None:
+            self._train, self._test = self._splits()
+
+    def preprocessing(self) -> dict[str, Any]:
+        """How to turn a raw sample into model input at inference time (stored in a hub model's config)."""
+        return {}
+
+    def fingerprint(self, max_items: int = 256) -> str:
+        """A short hash of the training split (its length and first samples), recorded as provenance in cards."""
+        self.setup()
+        h = hashlib.sha256(f"{type(self).__name__}:{len(self._train)}".encode())
+        for i in range(min(len(self._train), max_items)):
+            sample, label = self._train[i]
+            h.update(np.asarray(sample).tobytes())
+            h.update(str(label).encode())
+        return h.hexdigest()[:16]
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(TransformedDataset(self._train, self.train_transform), train=True)
+
+    def _eval_loaders(self, query: Dataset) -> list[DataLoader]:
+        bank = self._bank_train if self._bank_train is not None else self._train
+        return [
+            self._loader(TransformedDataset(bank, self.eval_transform), train=False),
+            self._loader(TransformedDataset(query, self.eval_transform), train=False),
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        self.setup()
+        return self._eval_loaders(self._test)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        self.setup()
+        return self._eval_loaders(self._test)
+
+    def predict_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(TransformedDataset(self._test, self.eval_transform), train=False)

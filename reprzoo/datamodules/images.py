@@ -1,0 +1,230 @@
+"""Image datamodules: Digits (offline), synthetic gratings, CIFAR-10/100, STL-10 and any ImageFolder.
+
+Small datasets are held as uint8 tensors; the real datasets load through torchvision and are never
+downloaded unless ``download=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from reprzoo.datamodules.base import EmbeddingDataModule
+from reprzoo.datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augmentation, eval_transform
+from reprzoo.errors import ReprzooError
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+STL10_MEAN, STL10_STD = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
+
+
+class TensorImageDataset(Dataset):
+    """Images held as one uint8 ``(N, C, H, W)`` tensor, with integer labels."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels.long()
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], int(self.labels[index])
+
+
+class ImageDataModule(EmbeddingDataModule):
+    """Base of the image datamodules: multi-view augmentation for training, resize + normalise for evaluation.
+
+    Args:
+        root: where the dataset lives (or is downloaded to, with ``download=True``).
+        image_size: side of the training crops and of the evaluation images.
+        augmentation: name of the multi-view augmentation (``simsiam``, ``byol``).
+        augmentation_kwargs: overrides of its defaults, e.g. ``{blur_prob: 0.0, crop_scale: [0.2, 1.0]}``.
+        download: let torchvision download the dataset (needs internet).
+    """
+
+    mean: Sequence[float] = IMAGENET_MEAN
+    std: Sequence[float] = IMAGENET_STD
+    default_image_size: int = 224
+
+    def __init__(
+        self,
+        root: str = "data",
+        image_size: int | None = None,
+        augmentation: str = "simsiam",
+        augmentation_kwargs: dict[str, Any] | None = None,
+        download: bool = False,
+        batch_size: int = 256,
+        num_workers: int = 4,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        self.root = Path(root).expanduser()
+        self.image_size = image_size or self.default_image_size
+        self.download = download
+        self.augmentation = augmentation
+        self.train_transform = build_augmentation(
+            augmentation, self.image_size, self.mean, self.std, **(augmentation_kwargs or {})
+        )
+        self.eval_transform = eval_transform(self.image_size, self.mean, self.std)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "modality": "image",
+            "image_size": self.image_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": "bilinear",
+            "crop": "center",
+        }
+
+    def _torchvision(self, cls, **kwargs):
+        try:
+            return cls(str(self.root), download=self.download, **kwargs)
+        except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+            raise ReprzooError(
+                f"{cls.__name__} not found under {self.root} ({err}). Point --data.root at the folder that holds "
+                "it, or pass --data.download true on a machine with internet."
+            ) from None
+
+
+class Digits(ImageDataModule):
+    """scikit-learn's handwritten digits (1797 8x8 images, 10 classes) as 32x32 RGB: offline, for demos and tests.
+
+    A stratified 80/20 train/test split with a fixed seed. Horizontal flips are off by default (a flipped
+    digit is another symbol).
+    """
+
+    num_classes = 10
+    mean, std = (0.2, 0.2, 0.2), (0.3, 0.3, 0.3)
+    default_image_size = 32
+
+    def __init__(self, augmentation_kwargs: dict[str, Any] | None = None, num_workers: int = 0, **kwargs):
+        defaults = {"hflip_prob": 0.0, "blur_prob": 0.0, "crop_scale": (0.4, 1.0)}
+        super().__init__(augmentation_kwargs={**defaults, **(augmentation_kwargs or {})}, num_workers=num_workers, **kwargs)
+
+    def _splits(self):
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        data = load_digits()
+        images = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        images = (images.clamp(0, 1) * 255).round().to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+        labels = torch.tensor(data.target)
+        idx_train, idx_test = train_test_split(
+            torch.arange(len(labels)).numpy(), test_size=0.2, random_state=0, stratify=labels.numpy()
+        )
+        return TensorImageDataset(images[idx_train], labels[idx_train]), TensorImageDataset(images[idx_test], labels[idx_test])
+
+
+class SyntheticImages(ImageDataModule):
+    """Generated oriented gratings: the class sets orientation and frequency; phase, colour and noise vary.
+
+    Deterministic for a given ``seed``; nothing to download.
+    """
+
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    default_image_size = 32
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        train_size: int = 2000,
+        test_size: int = 500,
+        seed: int = 0,
+        num_workers: int = 0,
+        augmentation_kwargs: dict[str, Any] | None = None,
+        **kwargs,
+    ):
+        defaults = {"blur_prob": 0.0}
+        super().__init__(augmentation_kwargs={**defaults, **(augmentation_kwargs or {})}, num_workers=num_workers, **kwargs)
+        self.num_classes, self.train_size, self.test_size, self.seed = num_classes, train_size, test_size, seed
+
+    def _generate(self, n: int, generator: torch.Generator) -> TensorImageDataset:
+        size = self.image_size
+        labels = torch.randint(0, self.num_classes, (n,), generator=generator)
+        angle = labels.float() * torch.pi / self.num_classes
+        freq = 2 + (labels % 3).float()
+        phase = torch.rand(n, generator=generator) * 2 * torch.pi
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        proj = xs[None] * angle.cos()[:, None, None] + ys[None] * angle.sin()[:, None, None]
+        wave = 0.5 + 0.5 * torch.sin(torch.pi * freq[:, None, None] * proj + phase[:, None, None])
+        colour = 0.5 + 0.5 * torch.rand(n, 3, 1, 1, generator=generator)
+        img = wave[:, None] * colour + 0.1 * torch.randn(n, 3, size, size, generator=generator)
+        return TensorImageDataset((img.clamp(0, 1) * 255).to(torch.uint8), labels)
+
+    def _splits(self):
+        g = torch.Generator().manual_seed(self.seed)
+        return self._generate(self.train_size, g), self._generate(self.test_size, g)
+
+
+class CIFAR10(ImageDataModule):
+    """CIFAR-10 through torchvision (50k train / 10k test, 32x32)."""
+
+    num_classes = 10
+    mean, std = CIFAR10_MEAN, CIFAR10_STD
+    default_image_size = 32
+
+    def _splits(self):
+        from torchvision import datasets
+
+        return self._torchvision(datasets.CIFAR10, train=True), self._torchvision(datasets.CIFAR10, train=False)
+
+
+class CIFAR100(ImageDataModule):
+    """CIFAR-100 through torchvision (50k train / 10k test, 32x32, 100 classes)."""
+
+    num_classes = 100
+    mean, std = CIFAR100_MEAN, CIFAR100_STD
+    default_image_size = 32
+
+    def _splits(self):
+        from torchvision import datasets
+
+        return self._torchvision(datasets.CIFAR100, train=True), self._torchvision(datasets.CIFAR100, train=False)
+
+
+class STL10(ImageDataModule):
+    """STL-10 through torchvision: trains on ``train+unlabeled`` (105k, unlabelled ones labelled -1), kNN bank on
+    the 5k labelled train images, queries on the 8k test images; 96x96."""
+
+    num_classes = 10
+    mean, std = STL10_MEAN, STL10_STD
+    default_image_size = 96
+
+    def _splits(self):
+        from torchvision import datasets
+
+        self._bank_train = self._torchvision(datasets.STL10, split="train")
+        return self._torchvision(datasets.STL10, split="train+unlabeled"), self._torchvision(datasets.STL10, split="test")
+
+
+class ImageFolder(ImageDataModule):
+    """Any folder laid out as ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` (ImageNet style)."""
+
+    def __init__(self, root: str, train_dir: str = "train", val_dir: str = "val", **kwargs):
+        super().__init__(root=root, **kwargs)
+        for sub in (train_dir, val_dir):
+            if not (self.root / sub).is_dir():
+                raise ReprzooError(
+                    f"dataset path {self.root / sub} does not exist; ImageFolder expects "
+                    f"{self.root}/{train_dir}/<class>/<image> and {self.root}/{val_dir}/<class>/<image>"
+                )
+        self.train_dir, self.val_dir = train_dir, val_dir
+        self.num_classes = len([p for p in (self.root / train_dir).iterdir() if p.is_dir()])
+
+    def _splits(self):
+        from torchvision import datasets
+
+        return datasets.ImageFolder(self.root / self.train_dir), datasets.ImageFolder(self.root / self.val_dir)
+
+
+__all__ = ["CIFAR10", "CIFAR100", "Digits", "ImageDataModule", "ImageFolder", "STL10", "SyntheticImages", "TensorImageDataset"]

@@ -1,0 +1,20 @@
+"""LightningModules: one file per method family on a small shared base. Importing this package registers them."""
+
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
+from reprzoo.lightning_modules.byol import BYOL
+from reprzoo.lightning_modules.directpred import DirectPred
+from reprzoo.lightning_modules.registry import METHODS, MethodInfo, get_method, list_methods, register_method
+from reprzoo.lightning_modules.simsiam import SimSiam
+
+__all__ = [
+    "BYOL",
+    "METHODS",
+    "DirectPred",
+    "EmbeddingModule",
+    "MethodInfo",
+    "SimSiam",
+    "TrainingOutput",
+    "get_method",
+    "list_methods",
+    "register_method",
+]

@@ -1,0 +1,238 @@
+"""The shared base of embedding methods: backbone, embed(), optimiser and schedule, EMA targets, evaluation.
+
+A method subclass builds its heads in ``__init__`` and implements ``training_loss(views)``; everything else
+(optimiser, LR scaling, warmup + cosine, EMA updates, online probe, kNN and collapse monitors, logging) is here
+once. Evaluation modules are attached (``reprzoo.metrics``), not inherited.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from torch import nn
+
+from reprzoo.backbones import build_backbone
+from reprzoo.lightning_modules.ema import cosine_tau, ema_update
+from reprzoo.lightning_modules.optim import (
+    OptimizerName,
+    SchedulerName,
+    build_optimizer,
+    build_scheduler,
+    global_batch_size,
+    scaled_lr,
+    split_weight_decay,
+    steps_per_epoch,
+)
+from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
+
+BANK = 0  # evaluation loaders come as [bank (labelled reference set), queries]
+
+
+@dataclass
+class TrainingOutput:
+    """What a method's ``training_loss`` returns.
+
+    Attributes:
+        loss: the method's objective for this batch.
+        features: backbone features of the first view, for the online probe (detached there).
+        embeddings: the vectors the loss compares (projector output), for the collapse monitor.
+    """
+
+    loss: torch.Tensor
+    features: torch.Tensor
+    embeddings: torch.Tensor | None = None
+
+
+class EmbeddingModule(L.LightningModule, abc.ABC):
+    """Base LightningModule for representation-learning methods.
+
+    Args:
+        backbone: an in-house name (``resnet18_cifar``, ``resnet_tiny_cifar``) or any timm model name.
+        backbone_kwargs: extra constructor arguments of the backbone (e.g. ``img_size`` of a ViT).
+        num_classes: classes of the evaluation labels; the CLI links it from the datamodule. ``None`` turns the
+            online probe and kNN monitor off.
+        optimizer: ``sgd``, ``lars`` or ``adamw``.
+        lr: base learning rate, scaled by ``global batch / lr_reference_batch``.
+        lr_reference_batch: the batch of the linear scaling rule; ``None`` uses ``lr`` as given.
+        weight_decay: decay of weights (biases and norm parameters get none).
+        momentum: SGD/LARS momentum.
+        scheduler: ``warmup_cosine`` (per step) or ``constant``.
+        warmup_epochs: epochs of linear warmup.
+        min_lr_ratio: final LR of the cosine as a fraction of the peak.
+        online_probe: train a linear classifier on detached features and log its accuracy.
+        probe_lr: absolute learning rate of the probe (no weight decay).
+        knn_k: neighbours of the kNN monitor.
+        knn_temperature: temperature of its similarity weights.
+        channels_last: run convolutions in channels-last memory format.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18_cifar",
+        backbone_kwargs: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.05,
+        lr_reference_batch: int | None = 256,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: SchedulerName = "warmup_cosine",
+        warmup_epochs: float = 0.0,
+        min_lr_ratio: float = 0.0,
+        online_probe: bool = True,
+        probe_lr: float = 0.1,
+        knn_k: int = 200,
+        knn_temperature: float = 0.1,
+        channels_last: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        self.feature_dim: int = self.backbone.num_features
+        self.probe = OnlineLinearProbe(self.feature_dim, num_classes) if (online_probe and num_classes) else None
+        self.knn = KNNAccuracy(num_classes, knn_k, knn_temperature) if num_classes else None
+        self.feature_std = EmbeddingStd()
+        self.feature_rank = EffectiveRank()
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+
+    # ----------------------------------------------------------------- what a method provides
+    @abc.abstractmethod
+    def training_loss(self, views: list[torch.Tensor]) -> TrainingOutput:
+        """The method's objective on a list of augmented views (each ``(batch, ...)``)."""
+
+    @property
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs updated by EMA after each step; empty for methods without a target."""
+        return []
+
+    #: EMA decay at the start and end of training (BYOL's cosine schedule); used when momentum_pairs is not empty.
+    tau_base: float = 0.996
+    tau_final: float = 1.0
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups as ``{"name", "params": [(name, param)], ...options}``; the probe is added by the base.
+
+        Override to give a head its own options, e.g. ``fixed_lr=True`` for SimSiam's predictor.
+        """
+        return [{"name": "model", "params": list(self._named_trainable(exclude=("probe.",)))}]
+
+    # ----------------------------------------------------------------- shared behaviour
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation: backbone features, shape ``(batch, feature_dim)``."""
+        return self.backbone(self._format(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last and x.ndim == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _named_trainable(self, exclude: tuple[str, ...] = ()) -> Iterator[tuple[str, nn.Parameter]]:
+        for name, p in self.named_parameters():
+            if p.requires_grad and not name.startswith(exclude):
+                yield name, p
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        views, labels = batch
+        out = self.training_loss([self._format(v) for v in views])
+        loss = out.loss
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        if out.embeddings is not None:
+            self.log("train/embedding_std", normalized_std(out.embeddings), sync_dist=True)
+        if self.probe is not None:
+            probe_loss = self.probe.training_loss(out.features, labels)
+            self.log("train/probe_loss", probe_loss, sync_dist=True)
+            self.log("train/probe_top1", self.probe.train_top1, on_step=False, on_epoch=True)
+            loss = loss + probe_loss
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        pairs = self.momentum_pairs
+        if not pairs:
+            return
+        tau = cosine_tau(self.trainer.global_step, self.trainer.estimated_stepping_batches, self.tau_base, self.tau_final)
+        for online, target in pairs:
+            ema_update(target, online, tau)
+        self.log("train/tau", tau)
+
+    # evaluation: loader 0 is the labelled bank, loader 1 the queries (a single loader is queries only)
+    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
+        x, labels = batch
+        features = self.embed(x)
+        if num_loaders > 1 and dataloader_idx == BANK:
+            if self.knn is not None:
+                self.knn.update(features, labels, bank=True)
+            return
+        if self.knn is not None:
+            self.knn.update(features, labels)
+        if self.probe is not None:
+            self.probe.update(features, labels)
+        self.feature_std.update(features)
+        self.feature_rank.update(features)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        if self.knn is not None and self.knn.query_features:
+            self.log(f"{stage}/knn_top1", self.knn.compute())
+        if self.probe is not None and self.probe.val_top1.update_called:
+            self.log(f"{stage}/probe_top1", self.probe.val_top1.compute())
+        if self.feature_std.update_called:
+            self.log(f"{stage}/feature_std", self.feature_std.compute())
+            self.log(f"{stage}/effective_rank", self.feature_rank.compute())
+        for metric in (self.knn, self.probe.val_top1 if self.probe else None, self.feature_std, self.feature_rank):
+            if metric is not None:
+                metric.reset()
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, len(self.trainer.val_dataloaders or [None]) if self._trainer else 1)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, len(self.trainer.test_dataloaders or [None]) if self._trainer else 1)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return self.embed(x)
+
+    # ----------------------------------------------------------------- optimisation
+    def global_batch_size(self) -> int | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        batch_size = getattr(datamodule, "batch_size", None)
+        if batch_size is None:
+            return None
+        return global_batch_size(
+            batch_size, self.trainer.num_devices, self.trainer.num_nodes, self.trainer.accumulate_grad_batches
+        )
+
+    def effective_lr(self) -> float:
+        """Base LR after the linear scaling rule, for the global batch of this run's device layout."""
+        batch = self.global_batch_size()
+        if batch is None:
+            return self.hparams.lr
+        return scaled_lr(self.hparams.lr, batch, self.hparams.lr_reference_batch)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        lr = self.effective_lr()
+        groups: list[dict] = []
+        for group in self.param_groups():
+            options = {k: v for k, v in group.items() if k not in ("params",)}
+            groups += split_weight_decay(group["params"], hp.weight_decay, **options)
+        if self.probe is not None:
+            groups.append({"name": "probe", "params": list(self.probe.parameters()), "lr": hp.probe_lr, "weight_decay": 0.0})
+        optimizer = build_optimizer(hp.optimizer, groups, lr, hp.momentum)
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = int(hp.warmup_epochs * steps_per_epoch(total, self.trainer.max_epochs or 1))
+        scheduler = build_scheduler(optimizer, hp.scheduler, warmup, total, hp.min_lr_ratio)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,84 @@
+"""Optimisers and schedules shared by every method: LR scaling by global batch, SGD/LARS/AdamW, warmup + cosine."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Literal
+
+import torch
+from torch import nn
+
+OptimizerName = Literal["sgd", "lars", "adamw"]
+SchedulerName = Literal["warmup_cosine", "constant"]
+
+
+def global_batch_size(batch_size_per_device: int, devices: int = 1, num_nodes: int = 1, accumulate: int = 1) -> int:
+    """The batch one optimiser step sees: per-device batch x devices x nodes x gradient accumulation."""
+    return batch_size_per_device * devices * num_nodes * accumulate
+
+
+def scaled_lr(base_lr: float, global_batch: int, reference_batch: int | None = 256) -> float:
+    """The linear scaling rule lr = base_lr x global_batch / reference (Goyal et al., 2017; SimSiam, BYOL).
+
+    ``reference_batch=None`` means the recipe gives an absolute learning rate.
+    """
+    if reference_batch is None:
+        return base_lr
+    return base_lr * global_batch / reference_batch
+
+
+def steps_per_epoch(total_steps: int, max_epochs: int) -> int:
+    return max(1, total_steps // max(1, max_epochs))
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the base LR: linear warmup from 0 to 1, then cosine decay to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def split_weight_decay(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float, **group) -> list[dict]:
+    """Two groups: weights with decay; biases and norm parameters (1-d) without, and without LARS adaptation."""
+    decay, no_decay = [], []
+    for _, p in named_params:
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay, **group}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, **group})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(
+    name: OptimizerName, groups: list[dict], lr: float, momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999)
+) -> torch.optim.Optimizer:
+    """SGD and AdamW from torch, LARS from timm (which skips adaptation for groups without weight decay)."""
+    for g in groups:  # a group's own "lr" is an absolute override; the rest scale with the base
+        g.setdefault("lr", lr)
+        g["initial_lr"] = g["lr"]
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    if name == "lars":
+        from timm.optim import Lars
+
+        return Lars(groups, lr=lr, momentum=momentum, trust_clip=False)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of sgd, lars, adamw")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, name: SchedulerName, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LambdaLR; groups marked ``fixed_lr`` (SimSiam's predictor) keep their LR."""
+
+    def schedule(step: int) -> float:
+        if name == "constant":
+            return 1.0
+        return warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio)
+
+    lambdas = [(lambda step: 1.0) if g.get("fixed_lr") else schedule for g in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
