@@ -27,5 +27,26 @@ def resnet50_cifar(**kwargs) -> ResNet:
     return _cifar_resnet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
 
-def resnet_tiny_cifar(**kwargs) -> ResNet:
-    return _cifar_resnet(BasicBlock, (1, 1, 1, 1), channels=(16, 32, 64, 128), **kwargs)
+class TinyResNet(nn.Module):
+    """A 4-stage residual net for CPU tests: a 3x3 stem of ``widths[0]`` channels at full resolution, then one
+    timm ``BasicBlock`` per stage, each halving the resolution; global average pooling."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 32, 64, 128), in_chans: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_chans, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
+        stages = []
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            downsample = nn.Sequential(nn.Conv2d(w_in, w_out, 1, stride=2, bias=False), nn.BatchNorm2d(w_out))
+            stages.append(BasicBlock(w_in, w_out, stride=2, downsample=downsample))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = widths[-1]
+
+    def forward(self, x):
+        return self.pool(self.stages(self.stem(x)))
+
+
+def resnet_tiny_cifar(**kwargs) -> TinyResNet:
+    return TinyResNet(**kwargs)

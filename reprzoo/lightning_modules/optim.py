@@ -46,9 +46,10 @@ def split_weight_decay(named_params: Iterable[tuple[str, nn.Parameter]], weight_
     for _, p in named_params:
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay, **group}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, **group})
+    groups = [{**group, "params": decay, "weight_decay": weight_decay}]
+    if no_decay:  # a distinct name keeps LearningRateMonitor's group names unique
+        name = group.get("name", "params")
+        groups.append({**group, "name": f"{name}/no_decay", "params": no_decay, "weight_decay": 0.0})
     return [g for g in groups if g["params"]]
 
 

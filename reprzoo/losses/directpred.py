@@ -28,7 +28,7 @@ def update_correlation(running: torch.Tensor, batch_corr: torch.Tensor, rho: flo
     return rho * running + (1.0 - rho) * batch_corr
 
 
-def directpred_weight(correlation: torch.Tensor, eps: float = 0.1, min_eigenvalue: float = 1e-4) -> torch.Tensor:
+def directpred_weight(correlation: torch.Tensor, eps: float = 0.01, min_eigenvalue: float = 1e-4) -> torch.Tensor:
     """W_p = U diag(sqrt(s_j / s_max) + eps) U^T from a symmetric correlation matrix.
 
     Negative eigenvalues (numerical noise) are clamped to 0 before the square root, and the final diagonal is

@@ -1,0 +1,518 @@
+"""SimSiam training throughput: reprzoo against lightly's SimSiam example, side by side in one process.
+
+Setting (lightly's ``examples/pytorch/simsiam.py``): torchvision ResNet-18 trunk (ImageNet stem, 512-d pooled
+features), projection head 512-512-128 (3 layers), prediction head 128-64-128, symmetrised negative cosine,
+SGD lr 0.06 (no momentum, no weight decay), batch 256, ``SimSiamTransform(input_size=32)`` (crop scale
+(0.2, 1), flip 0.5, colour jitter (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale 0.2, blur p=0.5 with sigma in
+(0.1, 2), ImageNet normalisation). CIFAR-10 cannot be downloaded here, so both pipelines read the same
+generated 32x32 images (``reprzoo.datamodules.SyntheticImages``): lightly's as PIL images (what a torchvision
+dataset yields), reprzoo's through its own datamodule (uint8 tensors).
+
+Candidates, run interleaved over ``--rounds`` (order reversed every other round), each timed after warmup:
+
+* ``lightly``: lightly's transform, a DataLoader, the example's ``nn.Module`` and plain PyTorch loop.
+* ``reprzoo``: ``SyntheticImages`` with the ``simsiam`` augmentation set to lightly's parameters, its
+  ``train_dataloader()``, ``reprzoo.lightning_modules.SimSiam(backbone="resnet18")`` (timm's ResNet-18: the same
+  architecture and parameter count as torchvision's) with the example's head sizes, a plain loop around
+  ``model.training_loss(views)`` and an optimiser built by reprzoo's own helpers with the example's settings.
+* ``reprzoo_trainer`` (unless ``--no-trainer``): the same reprzoo model and datamodule through ``lightning.Trainer``.
+* ``*_model_only``: the ceiling, the same training step on one batch of views made once as tensors (shared by
+  both models), i.e. no data pipeline at all.
+* ``*_pipeline_only``: the loader alone (augmentation + collation, no model), to show where time goes.
+
+Throughput is in images per second (one image = two views). Medians over rounds are reported.
+
+Run: ``python benchmarks/bench_simsiam.py --out bench_simsiam.json`` (about 5 minutes on 2 CPU cores);
+``--quick`` is a smoke run of a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+# lightly's example settings
+EXAMPLE_BATCH_SIZE = 256
+EXAMPLE_IMAGE_SIZE = 32
+EXAMPLE_LR = 0.06
+PROJ_HIDDEN, PROJ_OUT, PRED_HIDDEN = 512, 128, 64
+
+# reprzoo's ``augmentation_view`` options equal to the defaults of lightly's SimSiamTransform
+LIGHTLY_MATCHED_AUGMENTATION = {
+    "crop_scale": (0.2, 1.0),
+    "hflip_prob": 0.5,
+    "jitter": (0.4, 0.4, 0.4, 0.1),
+    "jitter_prob": 0.8,
+    "gray_prob": 0.2,
+    "blur_prob": 0.5,
+    "blur_sigma": (0.1, 2.0),
+}
+
+QUICK_DEFAULTS = {"steps": 2, "warmup": 1, "rounds": 1, "batch_size": 8, "image_size": 32, "workers": 0, "threads": 1}
+# One model thread and one loader worker partition a 2-core machine; on a shared machine two OpenMP threads can
+# be several times slower than one when another process holds a core (barriers wait for the descheduled thread).
+FULL_DEFAULTS = {
+    "steps": 3,
+    "warmup": 1,
+    "rounds": 3,
+    "batch_size": EXAMPLE_BATCH_SIZE,
+    "image_size": EXAMPLE_IMAGE_SIZE,
+    "workers": 1,
+    "threads": 1,
+}
+
+
+# --------------------------------------------------------------------------------------------- arguments
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})")
+    p.add_argument("--warmup", type=int, default=None, help=f"untimed steps before them (pipeline fill, worker start; default {FULL_DEFAULTS['warmup']})")
+    p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds; medians are reported (default {FULL_DEFAULTS['rounds']})")
+    p.add_argument("--batch-size", type=int, default=None, help=f"images per step (default {EXAMPLE_BATCH_SIZE}, the example's)")
+    p.add_argument("--image-size", type=int, default=None, help=f"side of images and crops (default {EXAMPLE_IMAGE_SIZE})")
+    p.add_argument("--workers", type=int, default=None, help=f"DataLoader workers of both pipelines (default {FULL_DEFAULTS['workers']})")
+    p.add_argument("--threads", type=int, default=None, help=f"torch intra-op threads of the training process (default {FULL_DEFAULTS['threads']})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--no-trainer", action="store_true", help="skip the reprzoo run through lightning.Trainer")
+    p.add_argument("--no-pipeline-only", action="store_true", help="skip the loader-only measurements")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--quick", action="store_true", help="smoke run: tiny batch, 2 steps, 1 round (explicit options win)")
+    args = p.parse_args(argv)
+    defaults = QUICK_DEFAULTS if args.quick else FULL_DEFAULTS
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if min(args.steps, args.warmup, args.rounds, args.threads) < 1 or args.batch_size < 2 or args.workers < 0:
+        p.error("need --steps, --warmup, --rounds, --threads >= 1, --batch-size >= 2 and --workers >= 0")
+    return args
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _images_per_s(batches: Iterable, step: Callable[[Any], None], warmup: int, steps: int, batch_size: int, device: torch.device) -> float:
+    """Run ``warmup`` untimed then ``steps`` timed calls of ``step`` on consecutive batches (loading included)."""
+    it = iter(batches)
+    for _ in range(warmup):
+        step(next(it))
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(next(it))
+    _sync(device)
+    return steps * batch_size / (time.perf_counter() - t0)
+
+
+def _repeat(batch):
+    while True:
+        yield batch
+
+
+def _shutdown(*loaders) -> None:
+    """Stop the worker processes of finished loaders before the next candidate runs."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+    gc.collect()
+
+
+class PILImages(Dataset):
+    """The same images as a torchvision dataset would give them: ``(transform(PIL image), label)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable):
+        from PIL import Image
+
+        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
+        self.labels = [int(y) for y in labels]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), self.labels[index]
+
+
+# --------------------------------------------------------------------------------------------- lightly side
+class LightlySimSiam(nn.Module):
+    """The model of lightly's SimSiam example: torchvision ResNet-18 without its classifier + lightly's heads."""
+
+    def __init__(self):
+        import torchvision
+        from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+
+        super().__init__()
+        resnet = torchvision.models.resnet18()
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])  # up to global average pooling
+        self.projection_head = SimSiamProjectionHead(512, PROJ_HIDDEN, PROJ_OUT)
+        self.prediction_head = SimSiamPredictionHead(PROJ_OUT, PRED_HIDDEN, PROJ_OUT)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.backbone(x).flatten(start_dim=1)
+        z = self.projection_head(features)
+        p = self.prediction_head(z)
+        return z.detach(), p
+
+
+def lightly_setup(device: torch.device):
+    from lightly.loss import NegativeCosineSimilarity
+
+    model = LightlySimSiam().to(device)
+    criterion = NegativeCosineSimilarity()
+    optimizer = torch.optim.SGD(model.parameters(), lr=EXAMPLE_LR)
+
+    def step(batch) -> None:
+        x0, x1 = (v.to(device, non_blocking=True) for v in batch[0])
+        z0, p0 = model(x0)
+        z1, p1 = model(x1)
+        loss = 0.5 * (criterion(z0, p1) + criterion(z1, p0))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return model, step
+
+
+def lightly_loader(images: torch.Tensor, labels: torch.Tensor, args, pin_memory: bool) -> DataLoader:
+    from lightly.transforms import SimSiamTransform
+
+    dataset = PILImages(images, labels, SimSiamTransform(input_size=args.image_size))
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=pin_memory,
+        persistent_workers=args.workers > 0,  # as reprzoo's loaders; each round builds a new loader anyway
+    )
+
+
+# --------------------------------------------------------------------------------------------- reprzoo side
+REPRZOO_MODEL_KWARGS = dict(
+    backbone="resnet18",  # timm's ResNet-18 = torchvision's architecture (checked: same parameter count)
+    proj_hidden_dim=PROJ_HIDDEN,
+    proj_output_dim=PROJ_OUT,
+    proj_layers=3,
+    pred_hidden_dim=PRED_HIDDEN,
+    num_classes=None,  # the example has no online probe / kNN monitor
+    online_probe=False,
+    lr=EXAMPLE_LR,
+    lr_reference_batch=None,  # absolute LR as in the example
+    momentum=0.0,
+    weight_decay=0.0,
+    scheduler="constant",
+)
+
+
+def reprzoo_datamodule(args):
+    from reprzoo.datamodules.images import SyntheticImages
+
+    return SyntheticImages(
+        num_classes=10,
+        train_size=(args.warmup + args.steps) * args.batch_size,  # one epoch per round: no epoch restarts timed
+        test_size=args.batch_size,
+        seed=args.seed,
+        image_size=args.image_size,
+        augmentation="simsiam",
+        augmentation_kwargs=dict(LIGHTLY_MATCHED_AUGMENTATION),
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
+
+
+def reprzoo_optimizer(model) -> torch.optim.Optimizer:
+    """What ``configure_optimizers`` builds, without a Trainer: reprzoo's parameter groups and SGD."""
+    from reprzoo.lightning_modules.optim import build_optimizer, split_weight_decay
+
+    hp = model.hparams
+    groups: list[dict] = []
+    for group in model.param_groups():
+        options = {k: v for k, v in group.items() if k != "params"}
+        groups += split_weight_decay(group["params"], hp.weight_decay, **options)
+    return build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum)
+
+
+def reprzoo_setup(device: torch.device):
+    from reprzoo.lightning_modules import SimSiam
+
+    model = SimSiam(**REPRZOO_MODEL_KWARGS).to(device)
+    model.train()
+    optimizer = reprzoo_optimizer(model)
+
+    def step(batch) -> None:
+        views = [v.to(device, non_blocking=True) for v in batch[0]]
+        loss = model.training_loss(views).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return model, step
+
+
+def reprzoo_trainer_images_per_s(args, device: torch.device) -> float:
+    """reprzoo's SimSiam and datamodule through ``lightning.Trainer``; batches timed by a callback."""
+    import logging
+
+    import lightning as L
+
+    from reprzoo.lightning_modules import SimSiam
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" banners in the output
+
+    class StepTimes(L.Callback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            _sync(device)
+            self.ends.append(time.perf_counter())
+
+    timer = StepTimes()
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[timer],
+    )
+    model = SimSiam(**REPRZOO_MODEL_KWARGS)
+    datamodule = reprzoo_datamodule(args)
+    trainer.fit(model, datamodule=datamodule)
+    if len(timer.ends) != args.warmup + args.steps:
+        raise RuntimeError(f"Trainer ran {len(timer.ends)} steps, expected {args.warmup + args.steps}")
+    elapsed = timer.ends[-1] - timer.ends[args.warmup - 1]
+    _shutdown(trainer.train_dataloader)
+    return args.steps * args.batch_size / elapsed
+
+
+# --------------------------------------------------------------------------------------------- benchmark
+def _environment(args, device: torch.device) -> dict[str, Any]:
+    import lightly
+    import lightning
+    import timm
+    import torchvision
+
+    import reprzoo
+
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning": lightning.__version__,
+        "timm": timm.__version__,
+        "lightly": lightly.__version__,
+        "reprzoo": reprzoo.__version__,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*to_tensor.*deprecated.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    load_start = _loadavg()
+
+    datamodule = reprzoo_datamodule(args)
+    datamodule.setup("fit")
+    images, labels = datamodule._train.images, datamodule._train.labels  # the generated uint8 (N, 3, H, W) images
+    pin_memory = datamodule.pin_memory
+
+    lightly_model, lightly_step = lightly_setup(device)
+    reprzoo_model, reprzoo_step = reprzoo_setup(device)
+    params = {
+        "lightly_backbone": sum(p.numel() for p in lightly_model.backbone.parameters()),
+        "reprzoo_backbone": sum(p.numel() for p in reprzoo_model.backbone.parameters()),
+        "lightly_total": sum(p.numel() for p in lightly_model.parameters()),
+        "reprzoo_total": sum(p.numel() for p in reprzoo_model.parameters()),
+    }
+    if params["lightly_total"] != params["reprzoo_total"] or params["lightly_backbone"] != params["reprzoo_backbone"]:
+        raise RuntimeError(f"the two models differ: {params}")
+
+    # the ceiling's input: one batch of views made once (through lightly's transform), shared by both models
+    loader = lightly_loader(images, labels, argparse.Namespace(**{**vars(args), "workers": 0}), pin_memory)
+    premade = next(iter(loader))
+    premade = ([v.to(device) for v in premade[0]], premade[1])
+    del loader
+    # one untimed step per model first (allocator and kernel warmup), then per-round warmup for loaders only
+    lightly_step(premade)
+    reprzoo_step(premade)
+
+    def lightly_e2e():
+        loader = lightly_loader(images, labels, args, pin_memory)
+        rate = _images_per_s(loader, lightly_step, args.warmup, args.steps, args.batch_size, device)
+        _shutdown(loader)
+        return rate
+
+    def reprzoo_e2e():
+        loader = reprzoo_datamodule(args).train_dataloader()
+        rate = _images_per_s(loader, reprzoo_step, args.warmup, args.steps, args.batch_size, device)
+        _shutdown(loader)
+        return rate
+
+    def model_only(step):
+        return lambda: _images_per_s(_repeat(premade), step, 0, args.steps, args.batch_size, device)
+
+    def pipeline_only(make_loader):
+        def measure():
+            loader = make_loader()
+            rate = _images_per_s(loader, lambda batch: None, args.warmup, args.steps, args.batch_size, device)
+            _shutdown(loader)
+            return rate
+
+        return measure
+
+    candidates: dict[str, Callable[[], float]] = {"lightly": lightly_e2e, "reprzoo": reprzoo_e2e}
+    if not args.no_trainer:
+        candidates["reprzoo_trainer"] = lambda: reprzoo_trainer_images_per_s(args, device)
+    candidates["lightly_model_only"] = model_only(lightly_step)
+    candidates["reprzoo_model_only"] = model_only(reprzoo_step)
+    if not args.no_pipeline_only:
+        candidates["lightly_pipeline_only"] = pipeline_only(lambda: lightly_loader(images, labels, args, pin_memory))
+        candidates["reprzoo_pipeline_only"] = pipeline_only(lambda: reprzoo_datamodule(args).train_dataloader())
+
+    rounds: dict[str, list[float]] = {name: [] for name in candidates}
+    for r in range(args.rounds):
+        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
+        for name in order:
+            torch.set_num_threads(args.threads)  # the same for every candidate, whatever ran before
+            torch.manual_seed(args.seed + r)
+            rate = candidates[name]()
+            rounds[name].append(rate)
+            print(f"round {r + 1}/{args.rounds}  {name:24s} {rate:9.2f} images/s", file=sys.stderr, flush=True)
+
+    median = {name: statistics.median(values) for name, values in rounds.items()}
+
+    def ratio(a: str, b: str) -> float | None:
+        return median[a] / median[b] if a in median and b in median else None
+
+    pipelines = {}
+    for name in ("lightly", "reprzoo", "reprzoo_trainer"):
+        if name not in median:
+            continue
+        ceiling = "reprzoo_model_only" if name.startswith("reprzoo") else "lightly_model_only"
+        pipelines[name] = {
+            "end_to_end": median[name],
+            "model_only": median[ceiling],
+            "e2e_over_ceiling": ratio(name, ceiling),
+            "pipeline_only": median.get(f"{name.split('_')[0]}_pipeline_only"),
+        }
+    ratios = {
+        "reprzoo_over_lightly_end_to_end": ratio("reprzoo", "lightly"),
+        "reprzoo_over_lightly_model_only": ratio("reprzoo_model_only", "lightly_model_only"),
+        "reprzoo_trainer_over_lightly_end_to_end": ratio("reprzoo_trainer", "lightly"),
+        "reprzoo_trainer_over_plain_loop": ratio("reprzoo_trainer", "reprzoo"),
+        "reprzoo_over_lightly_pipeline_only": ratio("reprzoo_pipeline_only", "lightly_pipeline_only"),
+    }
+    return {
+        "units": "images/s (one image = two augmented views), median over rounds",
+        "command": "python benchmarks/bench_simsiam.py " + " ".join(getattr(args, "argv", [])),
+        "config": {
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "workers": args.workers,
+            "threads": args.threads,
+            "seed": args.seed,
+            "quick": args.quick,
+            "reprzoo_augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in LIGHTLY_MATCHED_AUGMENTATION.items()},
+        },
+        "environment": _environment(args, device),
+        "parameters": params,
+        "pipelines": pipelines,
+        "ratios": ratios,
+        "medians": median,
+        "rounds": rounds,
+        "loadavg_start": load_start,
+        "loadavg_end": _loadavg(),
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    def fmt(x: float | None, digits: int = 1) -> str:
+        return "n/a" if x is None else f"{x:.{digits}f}"
+
+    rows = [
+        "| pipeline | end-to-end img/s | model-only img/s | e2e / ceiling | loader-only img/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    labels = {
+        "lightly": "lightly example (plain PyTorch loop)",
+        "reprzoo": "reprzoo (plain loop, `training_loss`)",
+        "reprzoo_trainer": "reprzoo (`lightning.Trainer`)",
+    }
+    for name, row in results["pipelines"].items():
+        rows.append(
+            f"| {labels[name]} | {fmt(row['end_to_end'])} | {fmt(row['model_only'])} | "
+            f"{fmt(row['e2e_over_ceiling'], 2)} | {fmt(row['pipeline_only'], 0)} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    args.argv = argv
+    results = run(args)
+    print(markdown_table(results))
+    for key, value in results["ratios"].items():
+        if value is not None:
+            print(f"{key}: {value:.3f}")
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``reprzoo`` command line: training through LightningCLI, catalogue and hub commands."""

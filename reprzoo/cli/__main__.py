@@ -1,0 +1,5 @@
+import sys
+
+from reprzoo.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,121 @@
+"""The ``reprzoo`` command.
+
+Training goes through LightningCLI (``fit``, ``validate``, ``test``, ``predict``); the catalogue and zoo commands
+(``methods``, ``recipes``, ``demo``, and the hub commands) are plain argparse. User errors print one line and
+exit with status 2; set ``REPRZOO_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+from reprzoo.errors import ReprzooError
+
+USAGE = """usage: reprzoo <command> [options]
+
+training (LightningCLI; `reprzoo fit --help` for every option):
+  fit | validate | test | predict   e.g. reprzoo fit --config digits/simsiam --trainer.max_epochs 5
+                                         reprzoo fit --model SimSiam --data Digits
+
+catalogue:
+  methods [--json]                  registered methods with their paper titles
+  recipes [--json]                  shipped training recipes (usable as --config NAME)
+  demo                              train SimSiam on the offline digits, compare with random init
+"""
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from reprzoo.lightning_modules import list_methods
+    from reprzoo.zoo.recipes import recipe_methods
+
+    recipes = recipe_methods()
+    rows = [{**m.as_dict(), "recipes": recipes.get(m.name, []), "has_recipe": bool(recipes.get(m.name))} for m in list_methods()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"reprzoo methods ({len(rows)})")
+    for col in ("name", "title", "wing", "modality", "recipes"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["title"], r["wing"], r["modality"], ", ".join(r["recipes"]) or "-")
+    Console().print(table)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from reprzoo.zoo.recipes import list_recipes
+
+    recipes = {name: str(path) for name, path in list_recipes().items()}
+    print(json.dumps(recipes, indent=2) if args.json else "\n".join(recipes))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from reprzoo.cli.demo import run_demo
+
+    return run_demo(epochs=args.epochs, root_dir=args.root_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reprzoo", usage=USAGE)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("methods", help="list registered methods")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_methods)
+    p = sub.add_parser("recipes", help="list shipped recipes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_recipes)
+    p = sub.add_parser("demo", help="the offline demo: SimSiam on digits")
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--root-dir", default="runs", help="where runs are written")
+    p.set_defaults(func=cmd_demo)
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+#: Functions that add subcommands (the zoo's hub commands register here).
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _load_extra_commands() -> None:
+    try:
+        from reprzoo.cli import zoo_commands
+    except ImportError as err:  # the hub commands are optional only while they are being built
+        if "zoo_commands" not in str(err):
+            raise
+        return
+    if zoo_commands.register not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(zoo_commands.register)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] in ("fit", "validate", "test", "predict"):
+            from reprzoo.cli.training import cli_main
+
+            cli_main(argv)
+            return 0
+        if not argv or argv[0] in ("-h", "--help"):
+            print(USAGE)
+            return 0 if argv else 2
+        _load_extra_commands()
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except ReprzooError as err:
+        if os.environ.get("REPRZOO_DEBUG"):
+            raise
+        print(f"reprzoo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The zoo: named models, hub backends, model cards and recipes."""
