@@ -107,7 +107,7 @@ class Digits(ImageDataModule):
     default_image_size = 32
 
     def __init__(self, augmentation_kwargs: dict[str, Any] | None = None, num_workers: int = 0, **kwargs):
-        defaults = {"hflip_prob": 0.0, "blur_prob": 0.0, "crop_scale": (0.4, 1.0)}
+        defaults = {"hflip_prob": 0.0, "crop_scale": (0.4, 1.0)}
         super().__init__(augmentation_kwargs={**defaults, **(augmentation_kwargs or {})}, num_workers=num_workers, **kwargs)
 
     def _splits(self):
@@ -144,8 +144,7 @@ class SyntheticImages(ImageDataModule):
         augmentation_kwargs: dict[str, Any] | None = None,
         **kwargs,
     ):
-        defaults = {"blur_prob": 0.0}
-        super().__init__(augmentation_kwargs={**defaults, **(augmentation_kwargs or {})}, num_workers=num_workers, **kwargs)
+        super().__init__(augmentation_kwargs=augmentation_kwargs, num_workers=num_workers, **kwargs)
         self.num_classes, self.train_size, self.test_size, self.seed = num_classes, train_size, test_size, seed
 
     def _generate(self, n: int, generator: torch.Generator) -> TensorImageDataset:
