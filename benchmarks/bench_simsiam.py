@@ -22,8 +22,8 @@ Candidates, run interleaved over ``--rounds`` (order reversed every other round)
 
 Throughput is in images per second (one image = two views). Medians over rounds are reported.
 
-Run: ``python benchmarks/bench_simsiam.py --out bench_simsiam.json`` (about 5 minutes on 2 CPU cores);
-``--quick`` is a smoke run of a few seconds.
+Run from the repository root: ``python benchmarks/bench_simsiam.py --out bench_simsiam.json`` (5-6 minutes on a
+shared 2-core CPU; results in BENCHMARKS.md); ``--quick`` is a smoke run of a few seconds.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ FULL_DEFAULTS = {
 
 # --------------------------------------------------------------------------------------------- arguments
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})")
     p.add_argument("--warmup", type=int, default=None, help=f"untimed steps before them (pipeline fill, worker start; default {FULL_DEFAULTS['warmup']})")
     p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds; medians are reported (default {FULL_DEFAULTS['rounds']})")
@@ -85,10 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=None, help=f"side of images and crops (default {EXAMPLE_IMAGE_SIZE})")
     p.add_argument("--workers", type=int, default=None, help=f"DataLoader workers of both pipelines (default {FULL_DEFAULTS['workers']})")
     p.add_argument("--threads", type=int, default=None, help=f"torch intra-op threads of the training process (default {FULL_DEFAULTS['threads']})")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-trainer", action="store_true", help="skip the reprzoo run through lightning.Trainer")
     p.add_argument("--no-pipeline-only", action="store_true", help="skip the loader-only measurements")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the images and of the runs (default 0)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny batch, 2 steps, 1 round (explicit options win)")
     args = p.parse_args(argv)
