@@ -189,14 +189,19 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             if metric is not None:
                 metric.reset()
 
+    def _num_loaders(self, attribute: str) -> int:
+        # Lightning keeps one batch count per loader; a bare DataLoader's len() would be its batch count.
+        counts = getattr(self._trainer, attribute, None) if self._trainer is not None else None
+        return len(counts) if isinstance(counts, (list, tuple)) else 1
+
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx, len(self.trainer.val_dataloaders or [None]) if self._trainer else 1)
+        self._eval_step(batch, dataloader_idx, self._num_loaders("num_val_batches"))
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx, len(self.trainer.test_dataloaders or [None]) if self._trainer else 1)
+        self._eval_step(batch, dataloader_idx, self._num_loaders("num_test_batches"))
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

@@ -1,0 +1,98 @@
+"""Optimiser construction, LR scaling across device layouts, schedules and EMA."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from reprzoo.lightning_modules import SimSiam
+from reprzoo.lightning_modules.ema import copy_as_target, cosine_tau, ema_update
+from reprzoo.lightning_modules.optim import (
+    build_optimizer,
+    build_scheduler,
+    global_batch_size,
+    scaled_lr,
+    split_weight_decay,
+    warmup_cosine,
+)
+
+
+@pytest.mark.parametrize("devices,nodes,expected_batch", [(1, 1, 128), (2, 1, 256), (2, 2, 512)])
+def test_lr_and_steps_scale_with_layout(devices, nodes, expected_batch):
+    """The base module reads devices x nodes from the trainer: LR and steps per epoch follow the global batch."""
+    model = SimSiam(backbone="resnet_tiny_cifar", proj_hidden_dim=32, proj_output_dim=32, pred_hidden_dim=8, lr=0.05)
+    trainer = SimpleNamespace(
+        datamodule=SimpleNamespace(batch_size=128), num_devices=devices, num_nodes=nodes, accumulate_grad_batches=1
+    )
+    model.trainer = trainer  # type: ignore[assignment]
+    assert model.global_batch_size() == expected_batch
+    assert model.effective_lr() == pytest.approx(0.05 * expected_batch / 256)
+    dataset_size = 50_000
+    assert dataset_size // global_batch_size(128, devices, nodes) == dataset_size // expected_batch
+
+
+def test_scaled_lr_reference_and_absolute():
+    assert scaled_lr(0.03, 512) == pytest.approx(0.06)
+    assert scaled_lr(0.03, 512, reference_batch=None) == 0.03
+    assert global_batch_size(64, devices=4, num_nodes=2, accumulate=2) == 1024
+
+
+def test_warmup_cosine_shape():
+    assert warmup_cosine(0, 10, 100) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 100) == pytest.approx(1.0)
+    assert warmup_cosine(10, 10, 100) == pytest.approx(1.0)
+    assert warmup_cosine(55, 10, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_split_weight_decay_excludes_bias_and_norm():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    groups = split_weight_decay(net.named_parameters(), 0.1, name="net")
+    decayed = {id(p) for p in groups[0]["params"]}
+    assert decayed == {id(net[0].weight)}
+    assert groups[1]["weight_decay"] == 0.0 and groups[1]["name"] == "net/no_decay"
+
+
+@pytest.mark.parametrize("name", ["sgd", "lars", "adamw"])
+def test_build_optimizer_and_fixed_lr_group(name):
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    opt = build_optimizer(name, [{"params": list(a.parameters())}, {"params": list(b.parameters()), "fixed_lr": True}], lr=1.0)
+    sched = build_scheduler(opt, "warmup_cosine", warmup_steps=0, total_steps=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    assert opt.param_groups[1]["lr"] == pytest.approx(1.0)
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        build_optimizer("adagrad", [{"params": [torch.nn.Parameter(torch.ones(1))]}], lr=1.0)
+
+
+def test_simsiam_predictor_lr_is_fixed_by_default():
+    model = SimSiam(backbone="resnet_tiny_cifar", proj_hidden_dim=32, proj_output_dim=32, pred_hidden_dim=8)
+    groups = {g["name"]: g for g in model.param_groups()}
+    assert groups["predictor"]["fixed_lr"] is True
+    names = {n for n, _ in groups["encoder"]["params"]}
+    assert not any(n.startswith(("predictor.", "probe.")) for n in names)
+
+
+def test_cosine_tau_schedule_matches_byol():
+    assert cosine_tau(0, 100, 0.996) == pytest.approx(0.996)
+    assert cosine_tau(100, 100, 0.996) == pytest.approx(1.0)
+    assert cosine_tau(50, 100, 0.99) == pytest.approx(1 - 0.01 * (math.cos(math.pi / 2) + 1) / 2)
+
+
+def test_ema_update_formula_and_frozen_target():
+    online = torch.nn.Linear(3, 3)
+    target = copy_as_target(online)
+    assert all(not p.requires_grad for p in target.parameters())
+    before = target.weight.clone()
+    with torch.no_grad():
+        online.weight.add_(1.0)
+    ema_update(target, online, tau=0.9)
+    torch.testing.assert_close(target.weight, 0.9 * before + 0.1 * online.weight)
