@@ -6,7 +6,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 import reprzoo.datamodules as datamodules
@@ -67,7 +68,6 @@ class ReprzooCLI(LightningCLI):
                     "init_args": {"save_dir": "runs", "name": ""},
                 },
                 "callbacks": [
-                    RichProgressBar(),
                     LearningRateMonitor(logging_interval="epoch"),
                     ModelCheckpoint(save_last=True),
                 ],
@@ -86,8 +86,11 @@ class ReprzooCLI(LightningCLI):
                 logger.init_args.name = config.model.class_path.rsplit(".", 1)[-1].lower()
 
     def instantiate_trainer(self, **kwargs: Any):
-        extra = kwargs.pop("callbacks", [])
-        return super().instantiate_trainer(callbacks=[*extra, MetricsJSON()], **kwargs)
+        callbacks = [*kwargs.pop("callbacks", []), MetricsJSON()]
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        if config.trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(RichProgressBar())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> ReprzooCLI:
@@ -96,7 +99,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> ReprzooCLI:
         args = _check_class_names(args)
     try:
         return ReprzooCLI(args=args, run=run)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, MisconfigurationException) as err:
         if isinstance(err, ReprzooError):
             raise
         raise ReprzooError(str(err)) from err

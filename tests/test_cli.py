@@ -1,0 +1,84 @@
+"""The command line: catalogue, recipes, training runs and clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reprzoo.cli.main import main
+from reprzoo.cli.training import cli_main
+from reprzoo.zoo.recipes import list_recipes
+
+TINY = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0"]
+
+
+def test_methods_json_lists_titles(capsys):
+    assert main(["methods", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["SimSiam"]["title"] == "Exploring Simple Siamese Representation Learning"
+    assert rows["DirectPred"]["title"] == "Understanding self-supervised Learning Dynamics without Contrastive Pairs"
+    assert all(r["has_recipe"] and r["modality"] == "image" and r["wing"] for r in rows.values())
+
+
+@pytest.mark.parametrize("recipe", sorted(list_recipes()))
+def test_every_shipped_recipe_parses(recipe, capsys):
+    """--print_config validates every key of the recipe against the classes' signatures."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", recipe, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("reprzoo.lightning_modules")
+
+
+def test_fit_writes_run_directory(tmp_path):
+    main(["fit", "--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY,
+          "--trainer.check_val_every_n_epoch=1"])
+    run = tmp_path / "simsiam" / "version_0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"train/loss", "val/knn_top1", "val/probe_top1", "epoch"} <= set(metrics)
+    assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
+    assert list(run.glob("events.out.tfevents.*"))
+
+
+def test_model_and_data_by_short_name(tmp_path):
+    main(["fit", "--model", "SimSiam", "--data", "Digits", "--model.backbone=resnet_tiny_cifar",
+          "--model.proj_hidden_dim=32", "--model.proj_output_dim=32", "--model.pred_hidden_dim=8",
+          "--data.batch_size=16", f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY])
+    assert (tmp_path / "simsiam" / "version_0" / "metrics.json").exists()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reprzoo.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["fit", "--model", "SimSam", "--data", "Digits"], "unknown method 'SimSam'. Did you mean: SimSiam"),
+        (["fit", "--model", "SimSiam", "--data", "Digit"], "unknown datamodule 'Digit'. Did you mean: Digits"),
+        (["fit", "--config", "digits/simsam"], "Did you mean: digits/simsiam"),
+        (["fit", "--model", "SimSiam", "--data", "ImageFolder", "--data.root", "/no/such/dir"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_recipe_with_wrong_key_is_refused(tmp_path):
+    recipe = yaml.safe_load((Path(list_recipes()["digits/simsiam"])).read_text())
+    recipe["model"]["init_args"]["projection_dim"] = 64  # not an argument of SimSiam
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    result = run_cli("fit", "--config", str(path))
+    assert result.returncode != 0
+    assert "projection_dim" in result.stderr
+    assert "Traceback" not in result.stderr
