@@ -3,6 +3,7 @@
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.byol import BYOL
 from reprzoo.lightning_modules.directpred import DirectPred
+from reprzoo.lightning_modules.finetune import FineTune
 from reprzoo.lightning_modules.registry import METHODS, MethodInfo, get_method, list_methods, register_method
 from reprzoo.lightning_modules.simsiam import SimSiam
 
@@ -11,6 +12,7 @@ __all__ = [
     "METHODS",
     "DirectPred",
     "EmbeddingModule",
+    "FineTune",
     "MethodInfo",
     "SimSiam",
     "TrainingOutput",

@@ -1,0 +1,324 @@
+"""The hub commands of ``reprzoo``: ``list``, ``info``, ``push``, ``finetune`` and ``embed``.
+
+``register(subparsers)`` adds them to the ``reprzoo`` parser (see ``reprzoo.cli.main.EXTRA_COMMANDS``). Options a
+command does not define (``--trainer.max_epochs=3``, ``--data.init_args.root=data``) pass through to LightningCLI
+(``finetune``) or to the datamodule (``embed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reprzoo.errors import ReprzooError
+
+SUMMARY_METRICS = ("val/knn_top1", "val/top1", "val/probe_top1")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("list", help="zoo models (local hub, shipped, pushed to the Hugging Face Hub)")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. '*simsiam*'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = subparsers.add_parser("info", help="a model's card, metrics, files and revisions")
+    p.add_argument("name", help="zoo name, hf://org/repo[@rev], local:PATH or a directory")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = subparsers.add_parser("push", help="publish a finished run as a new revision of a zoo model")
+    p.add_argument("run", help="run directory (runs/<method>/version_N) or a checkpoint inside one")
+    p.add_argument("--name", required=True, help="method-backbone-dataset[.tag], e.g. simsiam-tinyresnet-digits.mine")
+    p.add_argument("--to", default=None, help="hf://org/repo for the Hugging Face Hub, local:DIR for another hub folder")
+    p.add_argument("--private", action="store_true", help="create the Hugging Face repository as private")
+    p.add_argument("--base-model", default=None, help="the model this one was fine-tuned from (if the run does not say)")
+    p.add_argument("--license", default="apache-2.0")
+    p.set_defaults(func=cmd_push)
+
+    p = subparsers.add_parser("finetune", help="fine-tune a zoo model on labelled data (LightningCLI underneath)")
+    p.add_argument("name", help="zoo name, hf://org/repo[@rev], local:PATH or a directory")
+    p.add_argument("--data", required=True, help="datamodule name (Digits, CIFAR10, ...) or a LightningCLI data YAML")
+    p.add_argument("--task", choices=("linear", "full", "knn"), default="linear")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--epochs", type=int, default=10, help="max epochs (linear and full)")
+    p.add_argument("--root-dir", default="runs", help="where the run is written")
+    p.set_defaults(func=cmd_finetune)
+    _pass_unknown_options(p)
+
+    p = subparsers.add_parser("embed", help="embed a dataset or a folder of images with a zoo model")
+    p.add_argument("name", help="zoo name, hf://org/repo[@rev], local:PATH or a directory")
+    p.add_argument("--data", required=True, help="datamodule name (Digits, CIFAR10, ...) or a folder of images")
+    p.add_argument("--out", required=True, help="output .npy file, (N, dim) float32")
+    p.add_argument("--split", choices=("train", "test"), default="test", help="datamodule split")
+    p.add_argument("--labels", default=None, help="also write the labels to this .npy file")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_embed)
+    _pass_unknown_options(p)
+
+
+def _pass_unknown_options(parser: argparse.ArgumentParser) -> None:
+    """Collect options the subcommand does not define into ``args.extra`` instead of failing on them."""
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extra = parse_known(args, namespace)
+        namespace.extra = list(extra)
+        return namespace, []
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------------------------------------------- list / info
+def cmd_list(args: argparse.Namespace) -> int:
+    from reprzoo.zoo.api import entries, list_models
+    from reprzoo.zoo.repo import read_config
+
+    rows = []
+    known = entries()
+    for name in list_models(args.pattern):
+        entry = known[name]
+        row: dict[str, Any] = {"name": name, "source": entry.source}
+        if entry.hub is not None:
+            folder = entry.hub.find_revision(name)
+            config = read_config(folder)
+            row.update(
+                revision=folder.name,
+                method=config["method"]["name"],
+                backbone=config["architecture"]["backbone"],
+                dim=config["architecture"]["embedding_dim"],
+                dataset=config["training"]["data"]["class_path"].rsplit(".", 1)[-1],
+                metrics={k: config["metrics"][k] for k in SUMMARY_METRICS if k in config.get("metrics", {})},
+            )
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no zoo models match {args.pattern!r}", file=sys.stderr)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"reprzoo models ({len(rows)})")
+    table.add_column("name", no_wrap=True)
+    for col in ("method", "dim", "dataset", "metrics", "source"):
+        table.add_column(col)
+    for r in rows:
+        metrics = ", ".join(f"{k.split('/', 1)[1]}={v:.3f}" for k, v in r.get("metrics", {}).items())
+        table.add_row(r["name"], r.get("method", "-"), str(r.get("dim", "-")), r.get("dataset", "-"), metrics or "-", r["source"])
+    Console().print(table)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from reprzoo.zoo.api import model_info
+
+    info = model_info(args.name, args.revision)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.rule(f"[bold]{info['name']}")
+    console.print(f"source   : {info['source']} ({info['hub']})")
+    console.print(f"revision : {info['revision']}")
+    files = Table(title="files")
+    for col in ("file", "size", "sha256"):
+        files.add_column(col)
+    for f in info["files"]:
+        files.add_row(f["file"], f"{f['size']:,}", f["sha256"])
+    console.print(files)
+    if info["revisions"]:
+        revs = Table(title="revisions")
+        for col in ("id", "created", "main", "message"):
+            revs.add_column(col)
+        for r in info["revisions"]:
+            created = r.get("created")
+            if isinstance(created, float):
+                import time
+
+                created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
+            revs.add_row(r["id"], str(created or "-"), "*" if r.get("main") else "", r.get("message", ""))
+        console.print(revs)
+    if info["metrics"]:
+        metrics = Table(title="metrics (metrics.json of the run)")
+        metrics.add_column("metric")
+        metrics.add_column("value")
+        for k, v in sorted(info["metrics"].items()):
+            metrics.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        console.print(metrics)
+    if info["card"]:
+        console.rule("README.md (model card)")
+        print(info["card"])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- push
+def cmd_push(args: argparse.Namespace) -> int:
+    from reprzoo.zoo.api import push
+
+    result = push(args.run, args.name, to=args.to, private=args.private, base_model=args.base_model, license=args.license)
+    print(f"pushed {result.name} revision {result.revision} to {result.target}")
+    ref = result.name if args.to is None or args.to.startswith("hf://") else f"{args.to}/{result.name}"
+    print(f'load it with: reprzoo.load("{ref}")')
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- finetune
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from reprzoo.cli.training import cli_main
+    from reprzoo.zoo.api import resolve
+    from reprzoo.zoo.classes import check_backbone_kwargs
+    from reprzoo.zoo.names import parse_source
+    from reprzoo.zoo.repo import read_config, verify_weights
+
+    _check_extra(args.extra, ("--trainer.", "--data.", "--model.", "--seed_everything", "--ckpt_path"))
+    res = resolve(args.name, args.revision)
+    config = read_config(res.folder)
+    weights = verify_weights(res.folder, config)
+    arch = config["architecture"]
+    src = parse_source(args.name, args.revision)
+    base_model = src.target if src.kind in ("name", "hf") else str(res.source)
+    cli_args = [
+        "--model=reprzoo.lightning_modules.FineTune",
+        f"--model.init_args.task={args.task}",
+        f"--model.init_args.backbone={arch['backbone']}",
+        f"--model.init_args.backbone_kwargs={json.dumps(check_backbone_kwargs(arch.get('backbone_kwargs') or {}))}",
+        f"--model.init_args.base_weights={weights}",
+        f"--model.init_args.base_model={base_model}",
+        f"--data={args.data}",
+        f"--trainer.logger.init_args.save_dir={args.root_dir}",
+        f"--trainer.max_epochs={args.epochs}",
+    ]
+    if res.revision:
+        cli_args.append(f"--model.init_args.base_revision={res.revision}")
+    cli = cli_main([*cli_args, *args.extra], run=False)
+    trainer, model, data = cli.trainer, cli.model, cli.datamodule
+    console = Console()
+    console.print(f"fine-tuning {res.source} @ {res.revision or '-'} ({args.task}): {model.head_report}")
+    if args.task == "knn":
+        trainer.validate(model, datamodule=data)
+        run_dir = Path(trainer.log_dir)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # so that the run can be pushed like any other
+    else:
+        trainer.fit(model, datamodule=data)
+        run_dir = Path(trainer.log_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    for key in ("val/top1", "val/knn_top1"):
+        if key in metrics:
+            console.print(f"{key:14s}: {metrics[key]:.4f}")
+    suggested = f"{src.target}.{args.task}" if src.kind == "name" and "." not in src.target else "NAME"
+    console.print(f"run: {run_dir}")
+    console.print(f"push it: reprzoo push {run_dir} --name {suggested}")
+    return 0
+
+
+def _check_extra(extra: list[str], prefixes: tuple[str, ...]) -> None:
+    for arg in extra:
+        if arg.startswith("-") and not arg.startswith(prefixes):
+            raise ReprzooError(f"unrecognized option {arg.split('=', 1)[0]!r} (LightningCLI options start with {', '.join(prefixes)})")
+
+
+# ---------------------------------------------------------------------------------------------------- embed
+def cmd_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+    from rich.progress import track
+    from torch.utils.data import DataLoader
+
+    from reprzoo.zoo.api import load
+
+    overrides = _data_overrides(args.extra)
+    encoder = load(args.name, revision=args.revision, device=args.device)
+    dataset, files = _embedding_dataset(args.data, args.split, encoder.transform, overrides)
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=0)
+    chunks, labels = [], []
+    with torch.inference_mode():
+        for x, y in track(loader, description=f"embedding {len(dataset)} samples", console=_stderr_console()):
+            chunks.append(encoder.embed(x.to(args.device)).float().cpu().numpy())
+            labels.append(torch.as_tensor(y).numpy())
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), dtype=np.float32)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, embeddings.astype(np.float32))
+    print(f"wrote {out}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings from {encoder.source} @ {encoder.revision}")
+    if args.labels:
+        np.save(args.labels, np.concatenate(labels) if labels else np.zeros((0,), dtype=np.int64))
+        print(f"wrote {args.labels}: labels")
+    if files is not None:
+        listing = out.with_suffix(".files.txt")
+        listing.write_text("".join(f"{f}\n" for f in files))
+        print(f"wrote {listing}: the image of each row")
+    return 0
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _data_overrides(extra: list[str]) -> dict[str, Any]:
+    """``--data.init_args.root=DIR`` / ``--data.root DIR`` options as datamodule keyword arguments."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--data."):
+            raise ReprzooError(f"unrecognized option {arg!r} (embed passes only --data.KEY=VALUE to the datamodule)")
+        key, eq, value = arg[len("--data.") :].partition("=")
+        if not eq:
+            if i + 1 >= len(extra):
+                raise ReprzooError(f"{arg} needs a value")
+            value, i = extra[i + 1], i + 1
+        out[key.removeprefix("init_args.")] = yaml.safe_load(value)
+        i += 1
+    return out
+
+
+def _embedding_dataset(data: str, split: str, transform, overrides: dict[str, Any]):
+    """``(dataset, files)``: a datamodule split, or the images of a folder (with their paths)."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        if overrides:
+            raise ReprzooError("--data.* options apply to datamodules, not to a folder of images")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _ImageFiles.SUFFIXES)
+        if not files:
+            raise ReprzooError(f"{path} holds no images ({', '.join(_ImageFiles.SUFFIXES)})")
+        return _ImageFiles(files, transform), files
+    from reprzoo.datamodules import BANK, QUERY
+    from reprzoo.zoo.classes import datamodule_class
+
+    datamodule = datamodule_class(data)(**overrides)
+    datamodule.eval_transform = transform  # the model's preprocessing, not the dataset's
+    loaders = datamodule.val_dataloader()
+    return loaders[BANK if split == "train" else QUERY].dataset, None
+
+
+class _ImageFiles:
+    SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+    def __init__(self, files: list[Path], transform):
+        self.files, self.transform = files, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        with Image.open(self.files[index]) as img:
+            return self.transform(img.convert("RGB")), -1

@@ -1,0 +1,303 @@
+"""``load``, ``load_method``, ``list_models``, ``model_info`` and ``push``: the zoo in a few functions.
+
+A bare name resolves through the registry of zoo entries, searched in order: the local hub under
+``$REPRZOO_HOME`` (what you pushed), the models shipped inside the package (read-only), then names recorded by
+pushes to the Hugging Face Hub (``$REPRZOO_HOME/registry.json``). ``hf://org/repo[@rev]`` and ``local:PATH`` (or a
+directory) name a source explicitly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reprzoo.errors import ReprzooError, UnknownNameError
+from reprzoo.zoo.local_hub import LocalHub, default_home
+from reprzoo.zoo.names import Source, check_hf_repo, check_name, parse_source
+from reprzoo.zoo.repo import REPO_FILES, load_state_checked, read_config, verify_weights
+
+if TYPE_CHECKING:
+    import torch
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+REGISTRY_FILE = "registry.json"
+
+
+def home_hub() -> LocalHub:
+    root = default_home() / "hub"
+    return LocalHub(root, writable=True, label=str(root))
+
+
+def builtin_hub() -> LocalHub:
+    return LocalHub(BUILTIN_DIR, writable=False, label="the models shipped with reprzoo")
+
+
+def local_hubs() -> list[LocalHub]:
+    return [home_hub(), builtin_hub()]
+
+
+def remote_entries() -> dict[str, str]:
+    """Names recorded by pushes to the Hugging Face Hub: name -> ``hf://org/repo``."""
+    path = default_home() / REGISTRY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ReprzooError(f"{path} is not valid JSON ({err}); fix or delete it") from None
+    return {k: v for k, v in entries.items() if isinstance(v, str) and v.startswith("hf://")}
+
+
+def _record_remote(name: str, target: str) -> None:
+    from reprzoo.lightning_modules.callbacks import atomic_write_text
+
+    entries = remote_entries()
+    entries[name] = target
+    atomic_write_text(default_home() / REGISTRY_FILE, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+
+
+@dataclass
+class ZooEntry:
+    """A registered name and where it resolves."""
+
+    name: str
+    source: str  # "local", "builtin" or an hf:// address
+    hub: LocalHub | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def entries() -> dict[str, ZooEntry]:
+    """Every name the registry knows, the first hub holding a name winning."""
+    out: dict[str, ZooEntry] = {}
+    for hub, label in zip(local_hubs(), ("local", "builtin")):
+        for name in hub.names():
+            out.setdefault(name, ZooEntry(name, label, hub))
+    for name, target in remote_entries().items():
+        out.setdefault(name, ZooEntry(name, target))
+    return dict(sorted(out.items()))
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the zoo entries matching a shell-style ``pattern`` (``"*simsiam*"``), sorted."""
+    return [n for n in entries() if fnmatch.fnmatch(n, pattern or "*")]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A model located on disk: ``folder`` holds the repository files of one revision."""
+
+    folder: Path
+    source: str
+    revision: str | None
+    hub: str
+
+
+def resolve(spec: str, revision: str | None = None) -> Resolved:
+    """Find (downloading from the Hugging Face Hub if needed) the files of a model reference."""
+    src = parse_source(spec, revision)
+    if src.kind == "hf":
+        from reprzoo.zoo import hf
+
+        folder, commit = hf.download(src.target, src.revision)
+        return Resolved(folder, str(Source("hf", src.target)), commit, "huggingface")
+    if src.kind == "local":
+        return _resolve_folder(Path(src.target), src.revision)
+    holders = [hub for hub in local_hubs() if hub.has(src.target)]
+    if holders:
+        errors = []
+        for hub in holders:  # a pinned revision may live in either hub (a name you re-pushed over a shipped one)
+            try:
+                folder = hub.find_revision(src.target, src.revision)
+                return Resolved(folder, src.target, folder.name, hub.label)
+            except ReprzooError as err:
+                errors.append(str(err))
+        raise ReprzooError("; ".join(errors))
+    remote = remote_entries().get(src.target)
+    if remote:
+        res = resolve(remote, src.revision)
+        return Resolved(res.folder, src.target, res.revision, res.hub)
+    raise UnknownNameError("model", src.target, list_models())
+
+
+def _resolve_folder(path: Path, revision: str | None) -> Resolved:
+    if (path / "refs" / "main").is_file():  # a repository inside a local hub
+        folder = LocalHub(path.parent, writable=False).find_revision(path.name, revision)
+        return Resolved(folder, f"local:{path}", folder.name, str(path.parent))
+    if not path.is_dir():
+        raise ReprzooError(f"local model folder {path} does not exist")
+    if revision is not None:
+        raise ReprzooError(f"{path} is a plain folder and has no revisions; drop revision={revision!r}")
+    return Resolved(path, f"local:{path}", None, "folder")
+
+
+def load(
+    name: str,
+    revision: str | None = None,
+    device: "str | torch.device | None" = None,
+    dim: int | None = None,
+    strict: bool = True,
+):
+    """A pretrained encoder by name, in eval mode: ``enc.embed(x)``, ``enc.transform``, ``enc.card``, ``enc.config``.
+
+    Args:
+        name: a zoo name (``simsiam-tinyresnet-digits``), ``hf://org/repo[@rev]``, ``local:PATH`` or a directory.
+        revision: pin a revision (a local revision id or unique prefix, or a Hub branch, tag or commit).
+        device: where to place the model.
+        dim: truncate embeddings to this size; only sizes the model was trained for (``nested_dims``) are allowed.
+        strict: refuse weights with missing or unexpected keys (otherwise they are reported as a warning).
+    """
+    from reprzoo.backbones import build_backbone
+    from reprzoo.zoo.classes import check_backbone_kwargs
+    from reprzoo.zoo.encoder import Encoder
+    from reprzoo.zoo.repo import read_encoder_state
+
+    res = resolve(name, revision)
+    config = read_config(res.folder)
+    arch = config["architecture"]
+    out_dim = _check_dim(config, dim)
+    backbone = build_backbone(arch["backbone"], **check_backbone_kwargs(arch.get("backbone_kwargs") or {}))
+    state = read_encoder_state(verify_weights(res.folder, config))
+    problems = load_state_checked(backbone, state, strict, what=f"{res.source} (backbone {arch['backbone']})")
+    if problems:
+        import warnings
+
+        warnings.warn(f"{res.source}: loaded with {'; '.join(problems)} (strict=False)", stacklevel=2)
+    encoder = Encoder(backbone, config, res.folder, res.source, res.revision, out_dim).eval()
+    return encoder.to(device) if device is not None else encoder
+
+
+def _check_dim(config: dict, dim: int | None) -> int:
+    full = int(config["architecture"]["embedding_dim"])
+    if dim is None or dim == full:
+        return full
+    nested = config["architecture"].get("nested_dims") or []
+    if dim not in nested:
+        trained = f"its trained prefix sizes are {sorted(nested)}" if nested else "it was not trained with nested (Matryoshka) embeddings"
+        raise ReprzooError(f"cannot truncate {config.get('name')} to dim={dim}: {trained}; its full size is {full}")
+    return int(dim)
+
+
+def load_method(
+    name: str, revision: str | None = None, device: "str | torch.device | None" = None, strict: bool = True, **overrides: Any
+):
+    """The full LightningModule (heads, targets, probe) of a zoo model, in train mode, ready to fine-tune.
+
+    ``overrides`` replace init args of the stored config (e.g. ``lr=0.01``).
+    """
+    from reprzoo.zoo.classes import check_backbone_kwargs, method_class
+    from reprzoo.zoo.repo import module_state, read_all_tensors
+
+    res = resolve(name, revision)
+    config = read_config(res.folder)
+    method = config["method"]
+    cls = method_class(method.get("class_path") or method["name"])
+    if cls.__name__ != method["name"]:
+        raise ReprzooError(f"{res.source}: config names method {method['name']!r} but class path {method['class_path']!r}")
+    init_args = {**method.get("init_args", {}), **overrides}
+    check_backbone_kwargs(init_args.get("backbone_kwargs") or {})
+    if "base_weights" in init_args:
+        init_args["base_weights"] = None  # the weights below replace the base model's
+    module = cls(**init_args)
+    tensors = read_all_tensors(verify_weights(res.folder, config))
+    load_state_checked(module, module_state(tensors), strict, what=f"{res.source} ({cls.__name__})")
+    module.zoo_config = config
+    return module.to(device) if device is not None else module
+
+
+@dataclass(frozen=True)
+class PushResult:
+    name: str
+    target: str
+    revision: str
+    config: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.target} @ {self.revision}"
+
+
+def push(
+    run: str | Path,
+    name: str,
+    to: str | None = None,
+    private: bool = False,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+) -> PushResult:
+    """Export a finished run and push it as a new revision of ``name``.
+
+    Args:
+        run: a run directory (``runs/simsiam/version_0``) or a checkpoint inside one.
+        name: the zoo name, ``method-backbone-dataset[.tag]``.
+        to: ``None`` for the local hub, ``hf://org/repo`` for the Hugging Face Hub, ``local:DIR`` for another local
+            hub folder.
+        private: create the Hugging Face repository as private.
+        base_model: the model this one was fine-tuned from, if the run does not record it.
+        license: the card's license.
+    """
+    from reprzoo.zoo.export import export_run
+
+    check_name(name)
+    if to is None or to.startswith("local:"):
+        if private:
+            raise ReprzooError("--private applies only to hf:// targets; a local hub is private already")
+        hub = home_hub() if to is None else LocalHub(Path(to[len("local:") :]).expanduser())
+        load_ref = name if to is None else f"local:{hub.root / name}"
+        with tempfile.TemporaryDirectory(prefix="reprzoo-push-") as tmp:
+            config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=load_ref)
+            rev = hub.push(name, Path(tmp), message=f"push {name} from {Path(run).name}")
+        return PushResult(name, f"local hub {hub.root / name}", rev, config)
+    if not to.startswith("hf://"):
+        raise ReprzooError(f"unknown push target {to!r}: use hf://org/repo or local:DIR (or nothing for the local hub)")
+    from reprzoo.zoo import hf
+
+    repo_id = check_hf_repo(to[len("hf://") :])
+    with tempfile.TemporaryDirectory(prefix="reprzoo-push-") as tmp:
+        config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=f"hf://{repo_id}")
+        rev = hf.upload(Path(tmp), repo_id, private=private, message=f"reprzoo push {name}")
+    _record_remote(name, f"hf://{repo_id}")
+    return PushResult(name, f"hf://{repo_id}", rev, config)
+
+
+def model_info(name: str, revision: str | None = None) -> dict[str, Any]:
+    """What ``reprzoo info`` shows: source, revision, files with sizes and hashes, revisions, metrics, card."""
+    from reprzoo.zoo.repo import sha256_file
+
+    res = resolve(name, revision)
+    config = read_config(res.folder)
+    files = []
+    for filename in REPO_FILES:
+        path = res.folder / filename
+        if path.is_file():
+            files.append({"file": filename, "size": path.stat().st_size, "sha256": sha256_file(path)})
+    return {
+        "name": config.get("name"),
+        "source": res.source,
+        "hub": res.hub,
+        "revision": res.revision,
+        "revisions": _revisions(name, res),
+        "files": files,
+        "metrics": config.get("metrics", {}),
+        "config": config,
+        "card": (res.folder / "README.md").read_text() if (res.folder / "README.md").is_file() else None,
+    }
+
+
+def _revisions(spec: str, res: Resolved) -> list[dict]:
+    src = parse_source(spec)
+    if res.hub == "huggingface" or (src.kind == "name" and src.target in remote_entries() and not any(h.has(src.target) for h in local_hubs())):
+        from reprzoo.zoo import hf
+
+        repo_id = src.target if src.kind == "hf" else remote_entries()[src.target][len("hf://") :]
+        return hf.revisions(repo_id)
+    if src.kind == "name":
+        out = []
+        for hub in local_hubs():
+            if hub.has(src.target):
+                head = hub.head(src.target)
+                out += [{"id": r.id, "created": r.created, "message": r.message, "main": r.id == head, "hub": hub.label} for r in hub.revisions(src.target)]
+        return out
+    return [{"id": res.revision}] if res.revision else []

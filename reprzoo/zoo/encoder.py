@@ -1,0 +1,67 @@
+"""What ``reprzoo.load`` returns: a backbone with its preprocessing and its metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+class Encoder(nn.Module):
+    """A pretrained encoder: ``embed(x)`` gives ``(batch, dim)`` features.
+
+    Attributes:
+        backbone: the network (built from the registered backbone named in ``config``).
+        config: the repository's ``config.json`` as a dict.
+        name: the zoo name; ``source`` where it was loaded from; ``revision`` the revision loaded.
+        dim: size of the returned embeddings (the full size unless truncated to a trained prefix).
+    """
+
+    def __init__(self, backbone: nn.Module, config: dict[str, Any], folder: Path, source: str, revision: str | None, dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.name: str = config.get("name", "")
+        self.source = source
+        self.revision = revision
+        self.dim = dim
+        self._folder = Path(folder)
+        self._transform: Callable | None = None
+        self._card = None
+
+    @property
+    def transform(self) -> Callable:
+        """Inference preprocessing from the stored config: PIL image or uint8 tensor -> normalised float tensor."""
+        if self._transform is None:
+            from reprzoo.datamodules.transforms import eval_transform
+
+            pre = self.config.get("preprocessing") or {}
+            if pre.get("modality", "image") != "image" or "image_size" not in pre:
+                raise AttributeError(f"{self.name} records no image preprocessing")
+            self._transform = eval_transform(pre["image_size"], pre["mean"], pre["std"])
+        return self._transform
+
+    @property
+    def card(self):
+        """The model card (``huggingface_hub.ModelCard``), parsed from the repository's README.md on first use."""
+        if self._card is None:
+            from huggingface_hub import ModelCard
+
+            self._card = ModelCard.load(self._folder / "README.md")
+        return self._card
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.config.get("metrics") or {})
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(x)
+        return features[..., : self.dim] if self.dim < features.shape[-1] else features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, revision={self.revision!r}, dim={self.dim}"

@@ -1,0 +1,248 @@
+"""Turn a finished local run into a repository folder: ``model.safetensors``, ``config.json`` and ``README.md``.
+
+The run's Lightning checkpoint is read with ``weights_only=True`` (local runs only; nothing fetched from a hub is
+ever unpickled). The method must be a registered class; the datamodule one of ``reprzoo.datamodules``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from reprzoo.errors import ReprzooError
+from reprzoo.zoo.classes import datamodule_class, method_class
+from reprzoo.zoo.names import check_name
+from reprzoo.zoo.recipes import list_recipes
+from reprzoo.zoo.repo import (
+    CARD_FILE,
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    load_state_checked,
+    sha256_file,
+    split_module_state,
+)
+
+#: Trainer settings a card records, with Lightning's defaults (a setting equal to its default is left out).
+TRAINER_DEFAULTS = {
+    "max_epochs": object(),  # always recorded
+    "max_steps": -1,
+    "limit_train_batches": None,
+    "limit_val_batches": None,
+    "accumulate_grad_batches": 1,
+    "precision": None,
+    "devices": "auto",
+    "num_nodes": 1,
+    "strategy": "auto",
+    "gradient_clip_val": None,
+    "check_val_every_n_epoch": 1,
+}
+#: Init args that point at files on the pushing machine; a pushed config never carries them.
+LOCAL_ONLY_ARGS = ("base_weights",)
+
+
+def find_run(path: str | Path) -> tuple[Path, Path]:
+    """``(run_dir, checkpoint)`` of a run folder (``checkpoints/last.ckpt``) or of a ``.ckpt`` file inside one."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        ckpt = path
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    elif path.is_dir():
+        run_dir = path
+        ckpts = sorted((path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
+        last = path / "checkpoints" / "last.ckpt"
+        if not ckpts:
+            raise ReprzooError(f"{path} has no checkpoints/*.ckpt: is it a finished `reprzoo fit` run?")
+        ckpt = last if last.is_file() else ckpts[-1]
+    else:
+        raise ReprzooError(f"{path} does not exist: give a run directory (runs/<method>/version_N) or a .ckpt file")
+    if not (run_dir / "config.yaml").is_file():
+        raise ReprzooError(f"{run_dir} has no config.yaml: push needs the run's LightningCLI config next to the checkpoint")
+    return run_dir, ckpt
+
+
+def export_run(
+    source: str | Path,
+    name: str,
+    out_dir: Path,
+    *,
+    base_model: str | None = None,
+    license: str = "apache-2.0",
+    load_ref: str | None = None,
+) -> dict[str, Any]:
+    """Write the repository files of a run into ``out_dir``; returns its config.
+
+    Args:
+        source: a run directory or a checkpoint inside one.
+        name: the zoo name recorded in the config and card.
+        out_dir: an empty folder to write to.
+        base_model: overrides the lineage recorded by a fine-tuning run.
+        license: the card's license.
+        load_ref: how the card's snippet loads the model (default: ``name``).
+    """
+    from reprzoo import __version__
+    from reprzoo.backbones import build_backbone
+    from reprzoo.zoo.card import render_card
+
+    check_name(name)
+    run_dir, ckpt_path = find_run(source)
+    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model_cfg, data_cfg = run_config.get("model") or {}, run_config.get("data") or {}
+    cls = method_class(model_cfg.get("class_path", ""))
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
+    init_args = {**(model_cfg.get("init_args") or {}), **hparams}
+    lineage = {k: init_args.get(k) for k in ("base_model", "base_revision", "task") if init_args.get(k) is not None}
+    if base_model:
+        lineage["base_model"] = base_model
+    for key in LOCAL_ONLY_ARGS:
+        if key in init_args:
+            init_args[key] = None
+
+    backbone_name, backbone_kwargs = init_args.get("backbone"), init_args.get("backbone_kwargs") or {}
+    if not backbone_name:
+        raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
+    tensors = split_module_state(ckpt["state_dict"])
+    encoder = build_backbone(backbone_name, **backbone_kwargs)
+    encoder_state = {k: v for k, v in tensors.items() if not k.startswith("method.")}
+    load_state_checked(encoder, encoder_state, strict=True, what=f"{ckpt_path} (backbone {backbone_name})")
+
+    data_cls = datamodule_class(data_cfg.get("class_path", ""))
+    datamodule = data_cls(**(data_cfg.get("init_args") or {}))
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt", "reprzoo_format": FORMAT_VERSION})
+    info = _method_info(cls)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "reprzoo_version": __version__,
+        "name": name,
+        "architecture": {
+            "backbone": backbone_name,
+            "backbone_kwargs": backbone_kwargs,
+            "embedding_dim": int(getattr(encoder, "num_features")),
+            "num_params": sum(p.numel() for p in encoder.parameters()),
+            "nested_dims": None,  # trained prefix sizes of nested (Matryoshka) embeddings; None: full size only
+        },
+        "method": {
+            "name": cls.__name__,
+            "class_path": f"reprzoo.lightning_modules.{cls.__name__}",
+            **info,
+            "heads": sorted({k.split(".")[1] for k in tensors if k.startswith("method.")}),
+            "init_args": init_args,
+        },
+        "preprocessing": datamodule.preprocessing(),
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(out_dir / WEIGHTS_FILE), "size": (out_dir / WEIGHTS_FILE).stat().st_size},
+        "training": {
+            "recipe": _matching_recipe(model_cfg, data_cfg),
+            "seed_everything": run_config.get("seed_everything"),
+            "trainer": {
+                k: v for k, v in (run_config.get("trainer") or {}).items() if k in TRAINER_DEFAULTS and v != TRAINER_DEFAULTS[k]
+            },
+            "model": model_cfg,
+            "data": data_cfg,
+            "epochs": metrics.get("epoch", ckpt.get("epoch")),
+            "global_step": metrics.get("global_step", ckpt.get("global_step")),
+        },
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "license": license,
+        "lineage": lineage,
+        "provenance": {
+            **_git_commit(),
+            "data_fingerprint": _fingerprint(datamodule),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+        "versions": _versions(ckpt),
+    }
+    (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    render_card(config, load_ref=load_ref).save(out_dir / CARD_FILE)
+    return config
+
+
+def _method_info(cls: type) -> dict[str, Any]:
+    from reprzoo.lightning_modules import METHODS
+
+    info = METHODS.get(cls.__name__)
+    return {"title": info.title, "arxiv": info.arxiv} if info is not None and info.cls is cls else {}
+
+
+def _matching_recipe(model_cfg: dict, data_cfg: dict) -> str | None:
+    """The shipped recipe whose model and data settings the run used (every setting the recipe makes)."""
+    for recipe_name, path in list_recipes().items():
+        recipe = yaml.safe_load(path.read_text())
+        if _is_subset(recipe.get("model") or {}, model_cfg) and _is_subset(recipe.get("data") or {}, data_cfg):
+            return recipe_name
+    return None
+
+
+def _is_subset(small: Any, big: Any) -> bool:
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(k in big and _is_subset(v, big[k]) for k, v in small.items())
+    if isinstance(small, (list, tuple)) and isinstance(big, (list, tuple)):
+        return len(small) == len(big) and all(_is_subset(a, b) for a, b in zip(small, big))
+    return small == big
+
+
+def _fingerprint(datamodule) -> str | None:
+    """The training split's fingerprint, or None when the data is not on this machine (then the card omits it)."""
+    try:
+        return datamodule.fingerprint()
+    except ReprzooError as err:
+        print(f"reprzoo: note: no data fingerprint recorded ({err})", file=sys.stderr)
+        return None
+
+
+def _git_commit() -> dict[str, Any]:
+    """The commit of the reprzoo source tree this runs from, if it is a git checkout."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():  # an installed package, not the source tree
+        return {}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", "reprzoo"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # not a git checkout (installed wheel) or no git: nothing recorded
+        return {}
+    return {"git_commit": commit, "git_dirty": bool(dirty)}
+
+
+def _versions(ckpt: dict) -> dict[str, str]:
+    import huggingface_hub
+    import lightning
+    import safetensors
+    import timm
+    import torchvision
+
+    from reprzoo import __version__
+
+    return {
+        "reprzoo": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "lightning (training)": str(ckpt.get("pytorch-lightning_version", lightning.__version__)),
+        "timm": timm.__version__,
+        "safetensors": safetensors.__version__,
+        "huggingface_hub": huggingface_hub.__version__,
+    }

@@ -1,0 +1,106 @@
+"""The Hugging Face Hub backend, through ``huggingface_hub`` and its cache.
+
+Environment read at call time (not only when ``huggingface_hub`` is imported): ``HF_ENDPOINT`` (a mirror or a
+private hub), ``HF_HUB_OFFLINE`` (use the cache only), ``HF_HUB_CACHE``. Tokens come from where
+``huggingface_hub`` looks (``HF_TOKEN``, ``hf auth login``). Only the three repository files are fetched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from reprzoo.errors import ReprzooError
+from reprzoo.zoo.repo import REPO_FILES
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def _cache_dir() -> str | None:
+    return os.environ.get("HF_HUB_CACHE") or None
+
+
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return bool(constants.HF_HUB_OFFLINE) or flag in ("1", "on", "yes", "true")
+
+
+def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
+    """Fetch (or find in the cache) the repository files; returns the snapshot folder and its commit hash."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    from reprzoo import __version__
+
+    where = f"hf://{repo_id}" + (f"@{revision}" if revision else "")
+    offline = is_offline()
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            allow_patterns=list(REPO_FILES),
+            cache_dir=_cache_dir(),
+            endpoint=_endpoint(),
+            local_files_only=offline,
+            library_name="reprzoo",
+            library_version=__version__,
+        )
+    except RevisionNotFoundError:
+        raise ReprzooError(f"revision {revision!r} not found in {where}") from None
+    except RepositoryNotFoundError:
+        raise ReprzooError(f"{where}: repository not found (or private: log in with `hf auth login` or set HF_TOKEN)") from None
+    except LocalEntryNotFoundError:
+        if offline:
+            raise ReprzooError(
+                f"{where} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it once online"
+            ) from None
+        raise ReprzooError(f"{where}: cannot reach the Hub and no cached copy exists") from None
+    except HfHubHTTPError as err:
+        raise ReprzooError(f"{where}: {err}") from None
+    path = Path(folder)
+    return path, path.name  # the snapshot folder is named by the commit hash
+
+
+def upload(folder: Path, repo_id: str, private: bool = False, message: str = "") -> str:
+    """Create the repository if needed and upload the folder's files in one commit; returns the commit hash."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(endpoint=_endpoint())
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            allow_patterns=list(REPO_FILES),
+            commit_message=message or "reprzoo push",
+        )
+    except HfHubHTTPError as err:
+        raise ReprzooError(f"push to hf://{repo_id} failed: {err}") from None
+    return info.oid
+
+
+def revisions(repo_id: str) -> list[dict]:
+    """Commits of a repository, newest first: from the Hub when online, from the cache's snapshots offline."""
+    if is_offline():
+        from huggingface_hub import constants
+
+        cache = Path(_cache_dir() or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+        return [{"id": p.name, "cached": True} for p in sorted(cache.iterdir())] if cache.is_dir() else []
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        commits = HfApi(endpoint=_endpoint()).list_repo_commits(repo_id)
+    except HfHubHTTPError as err:
+        raise ReprzooError(f"hf://{repo_id}: cannot list revisions ({err})") from None
+    return [{"id": c.commit_id, "created": c.created_at.isoformat(), "message": c.title} for c in commits]

@@ -1,0 +1,202 @@
+"""The local hub: a directory of model repositories with immutable revisions, needing no server.
+
+Layout under the hub root (``$REPRZOO_HOME/hub``, default ``~/.cache/reprzoo/hub``; the shipped models use the
+same layout, read-only, inside the package)::
+
+    <name>/refs/main                   the id of the latest revision (one line)
+    <name>/revisions/<id>/             config.json, model.safetensors, README.md, commit.json
+    .staging/                          pushes in progress, never read
+
+A push writes and fsyncs every file in ``.staging``, renames the finished folder to ``revisions/<id>`` (one atomic
+rename on the same filesystem) and only then moves ``refs/main``, also by rename. A crash at any point leaves the
+previous revision current and nothing half-written under ``revisions/``. Revision ids are hashes of the content,
+the parent and the time, like git commits; a revision folder is never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reprzoo.errors import ReprzooError
+from reprzoo.zoo.names import check_name, check_revision
+from reprzoo.zoo.repo import REPO_FILES, sha256_file
+
+COMMIT_FILE = "commit.json"
+STAGING = ".staging"
+STALE_STAGING_S = 3600.0
+#: Test hook: set to a stage name ("weights", "rename") and a push pauses there, so a test can kill it mid-push.
+PAUSE_ENV = "REPRZOO_TEST_PUSH_PAUSE"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("REPRZOO_HOME") or Path.home() / ".cache" / "reprzoo").expanduser()
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    created: float
+    message: str
+    files: dict[str, dict]
+    path: Path
+
+
+class LocalHub:
+    """A hub folder; ``writable=False`` for the models shipped inside the package."""
+
+    def __init__(self, root: Path, writable: bool = True, label: str | None = None):
+        self.root = Path(root)
+        self.writable = writable
+        self.label = label or str(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalHub({str(self.root)!r}, writable={self.writable})"
+
+    # ------------------------------------------------------------------ reading
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "refs" / "main").is_file())
+
+    def has(self, name: str) -> bool:
+        return (self._repo(name) / "refs" / "main").is_file()
+
+    def head(self, name: str) -> str:
+        ref = self._repo(name) / "refs" / "main"
+        if not ref.is_file():
+            raise ReprzooError(f"{name!r} is not in the hub at {self.label}")
+        return check_revision(ref.read_text().strip())
+
+    def revisions(self, name: str) -> list[Revision]:
+        """Complete revisions of ``name``, oldest first."""
+        folder = self._repo(name) / "revisions"
+        out = []
+        for path in folder.iterdir() if folder.is_dir() else []:
+            commit = path / COMMIT_FILE
+            if path.name.startswith(".") or not commit.is_file():
+                continue
+            meta = json.loads(commit.read_text())
+            out.append(Revision(path.name, float(meta.get("created", 0)), meta.get("message", ""), meta.get("files", {}), path))
+        return sorted(out, key=lambda r: (r.created, r.id))
+
+    def find_revision(self, name: str, revision: str | None = None) -> Path:
+        """The folder of a revision: the latest for ``None``/``"main"``, else an id or a unique prefix of one."""
+        if not self.has(name):
+            raise ReprzooError(f"{name!r} is not in the hub at {self.label}")
+        rev = self.head(name) if revision in (None, "main") else check_revision(revision)
+        path = self._repo(name) / "revisions" / rev
+        if (path / COMMIT_FILE).is_file():
+            return path
+        known = [r.id for r in self.revisions(name)]
+        matches = [r for r in known if len(rev) >= 6 and r.startswith(rev)]
+        if len(matches) == 1:
+            return self._repo(name) / "revisions" / matches[0]
+        raise ReprzooError(
+            f"revision {rev!r} of {name!r} not found in {self.label}"
+            + (" (ambiguous prefix)" if len(matches) > 1 else "")
+            + f"; available: {', '.join(known) or 'none'}"
+        )
+
+    def _repo(self, name: str) -> Path:
+        path = self.root / check_name(name)
+        if path.resolve().parent != self.root.resolve():  # belt and braces on top of check_name
+            raise ReprzooError(f"model name {name!r} resolves outside the hub {self.label}")
+        return path
+
+    # ------------------------------------------------------------------ writing
+    def push(self, name: str, folder: Path, message: str = "") -> str:
+        """Copy the repository files of ``folder`` into a new revision of ``name``; return its id."""
+        if not self.writable:
+            raise ReprzooError(f"the hub at {self.label} is read-only")
+        repo = self._repo(name)
+        missing = [f for f in REPO_FILES if not (Path(folder) / f).is_file()]
+        if missing:
+            raise ReprzooError(f"{folder} lacks {', '.join(missing)}; nothing was pushed")
+        staging_root = self.root / STAGING
+        staging_root.mkdir(parents=True, exist_ok=True)
+        self._clean_stale(staging_root)
+        stage = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=staging_root))
+        try:
+            files = {}
+            for filename in REPO_FILES:
+                _copy_synced(Path(folder) / filename, stage / filename)
+                files[filename] = {"sha256": sha256_file(stage / filename), "size": (stage / filename).stat().st_size}
+                if filename == "model.safetensors":
+                    _pause("weights")
+            parent = self.head(name) if self.has(name) else None
+            created = time.time()
+            rev = _revision_id(files, parent, created)
+            commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
+            _write_synced(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
+            os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
+            _fsync_dir(stage)
+            (repo / "revisions").mkdir(parents=True, exist_ok=True)
+            _pause("rename")
+            os.rename(stage, repo / "revisions" / rev)  # atomic; fails rather than merge into an existing revision
+            _fsync_dir(repo / "revisions")
+            _pause("ref")
+            (repo / "refs").mkdir(exist_ok=True)
+            _write_synced(repo / "refs" / "main", rev + "\n", atomic=True)
+            return rev
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+
+    @staticmethod
+    def _clean_stale(staging_root: Path) -> None:
+        now = time.time()
+        for path in staging_root.iterdir():
+            try:
+                if now - path.stat().st_mtime > STALE_STAGING_S:
+                    shutil.rmtree(path, ignore_errors=True)
+            except FileNotFoundError:  # another push cleaned it first
+                continue
+
+
+def _revision_id(files: dict, parent: str | None, created: float) -> str:
+    import hashlib
+
+    payload = json.dumps({"files": files, "parent": parent, "created": created, "pid": os.getpid()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _copy_synced(src: Path, dst: Path) -> None:
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def _write_synced(path: Path, text: str, atomic: bool = False) -> None:
+    if atomic:
+        from reprzoo.lightning_modules.callbacks import atomic_write_text
+
+        atomic_write_text(path, text)
+        _fsync_dir(path.parent)
+        return
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pause(stage: str) -> None:
+    if os.environ.get(PAUSE_ENV) == stage:
+        import sys
+
+        print(f"reprzoo-push-paused:{stage}", file=sys.stderr, flush=True)
+        time.sleep(600)

@@ -1,0 +1,147 @@
+"""The repository layout shared by the local hub and the Hugging Face Hub, and checks on what is read from it.
+
+A model repository holds three files:
+
+- ``config.json``: format version, architecture (backbone name and kwargs, embedding size, trained prefix sizes),
+  the method (registry name and init args), preprocessing, the SHA-256 of the weights, training record, metrics,
+  lineage and provenance.
+- ``model.safetensors``: the encoder's tensors under their own names (loadable into the bare backbone), and the
+  rest of the LightningModule (heads, EMA targets, probe) under the ``method.`` prefix.
+- ``README.md``: the model card.
+
+Nothing here unpickles: weights come only from safetensors, and the file is hashed before it is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from reprzoo.errors import ReprzooError
+
+if TYPE_CHECKING:
+    import torch
+
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+REPO_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+FORMAT_VERSION = "1.0"  # major.minor of config.json; a different major is refused
+METHOD_PREFIX = "method."  # safetensors keys of the LightningModule outside its backbone
+BACKBONE_ATTR = "backbone."  # where the encoder lives inside a LightningModule
+
+
+class IntegrityError(ReprzooError):
+    """A file that does not match its recorded SHA-256, or that cannot be parsed."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """``config.json`` of a model folder, checked for a compatible format version."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise ReprzooError(f"{folder} is not a reprzoo model: it has no {CONFIG_FILE}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IntegrityError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(config, dict) or "format_version" not in config:
+        raise IntegrityError(f"{path} is not a reprzoo config (no format_version)")
+    check_format_version(str(config["format_version"]), path)
+    return config
+
+
+def check_format_version(version: str, where: Path | str) -> None:
+    major = version.split(".", 1)[0]
+    ours = FORMAT_VERSION.split(".", 1)[0]
+    if major != ours:
+        raise ReprzooError(
+            f"{where} has config format {version}, incompatible with this reprzoo (format {FORMAT_VERSION}); "
+            f"{'upgrade reprzoo' if major.isdigit() and int(major) > int(ours) else 're-push the model with this version'}"
+        )
+
+
+def verify_weights(folder: Path, config: Mapping[str, Any]) -> Path:
+    """The weights file of ``folder`` after checking its size and SHA-256 against ``config``."""
+    path = Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        raise IntegrityError(f"{folder} has no {WEIGHTS_FILE}")
+    expected = config.get("weights", {})
+    if "size" in expected and path.stat().st_size != expected["size"]:
+        raise IntegrityError(
+            f"{path} is {path.stat().st_size} bytes but {expected['size']} were recorded: the file is truncated or "
+            "was replaced; delete it (or the cached copy) and download again"
+        )
+    digest = sha256_file(path)
+    if digest != expected.get("sha256"):
+        raise IntegrityError(
+            f"{path} has SHA-256 {digest[:16]}... but config.json records {str(expected.get('sha256'))[:16]}...: "
+            "the weights were modified or corrupted; refusing to load them"
+        )
+    return path
+
+
+def split_module_state(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LightningModule's state dict in repository layout: encoder keys bare, the rest under ``method.``."""
+    import torch
+
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        name = key[len(BACKBONE_ATTR) :] if key.startswith(BACKBONE_ATTR) else METHOD_PREFIX + key
+        out[name] = value.detach().cpu().contiguous().clone()  # clone: safetensors refuses shared storage
+    return out
+
+
+def module_state(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`split_module_state`: keys of the whole LightningModule."""
+    return {
+        (key[len(METHOD_PREFIX) :] if key.startswith(METHOD_PREFIX) else BACKBONE_ATTR + key): value
+        for key, value in tensors.items()
+    }
+
+
+def read_encoder_state(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Only the encoder's tensors of a repository's safetensors file (heads are not read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            return {k: f.get_tensor(k) for k in f.keys() if not k.startswith(METHOD_PREFIX)}
+    except SafetensorError as err:
+        raise IntegrityError(f"{path} is not a valid safetensors file ({err})") from None
+
+
+def read_all_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as err:
+        raise IntegrityError(f"{path} is not a valid safetensors file ({err})") from None
+
+
+def load_state_checked(module: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool, what: str) -> list[str]:
+    """``load_state_dict`` that names missing and unexpected keys: an error when ``strict``, else returned."""
+    result = module.load_state_dict(state, strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing keys {_short(result.missing_keys)}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected keys {_short(result.unexpected_keys)}")
+    if problems and strict:
+        raise ReprzooError(f"weights of {what} do not match its architecture: {'; '.join(problems)} (strict=True)")
+    return problems
+
+
+def _short(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else "")
