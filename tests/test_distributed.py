@@ -13,9 +13,12 @@ is killed with its process group when it runs past ``TIMEOUT`` so that a hang fa
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -106,6 +109,39 @@ def run_processes(commands: list[dict], log_dir: Path, timeout: float = TIMEOUT)
     return [None if i in killed else p.returncode for i, p in enumerate(procs)], output
 
 
+def run_once(name: str, tmp_path_factory, produce) -> Path:
+    """``produce(folder)`` once per test session, also across pytest-xdist workers (which would otherwise each run
+    a module-scoped fixture): the first worker produces under a lock, the others wait and read its folder."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if uid is None:
+        out = tmp_path_factory.mktemp(name)
+        produce(out)
+        return out
+    root = tmp_path_factory.getbasetemp().parent / f"shared-{uid}"  # the workers' common parent folder
+    root.mkdir(exist_ok=True)
+    out = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (out / "DONE").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                produce(out)
+                (out / "DONE").touch()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out
+
+
+def save_status(out: Path, codes: list[int | None], output: str) -> None:
+    (out / "status.json").write_text(json.dumps({"codes": codes, "output": output}))
+
+
+def load_status(out: Path) -> tuple[list[int | None], str]:
+    status = json.loads((out / "status.json").read_text())
+    return status["codes"], status["output"]
+
+
 def xfail_if_known_bug(output: str) -> None:
     """xfail (with the proposed fix as reason) when ``output`` shows one of the known bugs' exact failures."""
     for signatures, reason in KNOWN_BUGS:
@@ -133,14 +169,18 @@ def test_gather_and_all_reduce_mean_are_identities_outside_distributed():
 @pytest.fixture(scope="module")
 def primitives(tmp_path_factory):
     """``ddp_scripts/primitives.py`` on 2 gloo ranks; returns the records of rank 0 and 1 and the script module."""
-    out = tmp_path_factory.mktemp("primitives")
-    port = free_port()
-    commands = [
-        dict(args=[sys.executable, str(SCRIPTS / "primitives.py"), str(out)],
-             env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)))
-        for r in range(2)
-    ]
-    codes, output = run_processes(commands, out / "logs")
+
+    def produce(out: Path) -> None:
+        port = free_port()
+        commands = [
+            dict(args=[sys.executable, str(SCRIPTS / "primitives.py"), str(out)],
+                 env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)))
+            for r in range(2)
+        ]
+        save_status(out, *run_processes(commands, out / "logs"))
+
+    out = run_once("primitives", tmp_path_factory, produce)
+    codes, output = load_status(out)
     assert codes == [0, 0], output[-6000:]
     records = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     return records, load_script("primitives")
@@ -263,23 +303,29 @@ RUNS = ("simsiam", "directpred")
 def equivalence(tmp_path_factory):
     """The 2-process DDP runs (Lightning's own launcher) and the 1-process references with the doubled batch."""
     script = load_script("fit_equivalence")
-    out = tmp_path_factory.mktemp("equivalence")
-    port = free_port()
-    runs = ",".join([*RUNS, "simsiam_nosync"])
-    command = dict(
-        args=[sys.executable, str(SCRIPTS / "fit_equivalence.py"), str(out / "ddp"), "--devices", "2",
-              "--batch-size", str(script.GLOBAL_BATCH // 2), "--runs", runs],
-        env=dist_env(port),
-    )
-    codes, output = run_processes([command], out / "logs")
-    reference = {}
-    for run in RUNS:
-        trainer, model, data = script.fit(run, 1, script.GLOBAL_BATCH, str(out / "single"))
-        script.validate(run, trainer, model, data, str(out / "single"))
-        reference[run] = {
+
+    def produce(out: Path) -> None:
+        port = free_port()
+        runs = ",".join([*RUNS, "simsiam_nosync"])
+        command = dict(
+            args=[sys.executable, str(SCRIPTS / "fit_equivalence.py"), str(out / "ddp"), "--devices", "2",
+                  "--batch-size", str(script.GLOBAL_BATCH // 2), "--runs", runs],
+            env=dist_env(port),
+        )
+        save_status(out, *run_processes([command], out / "logs"))
+        for run in RUNS:
+            trainer, model, data = script.fit(run, 1, script.GLOBAL_BATCH, str(out / "single"))
+            script.validate(run, trainer, model, data, str(out / "single"))
+
+    out = run_once("equivalence", tmp_path_factory, produce)
+    codes, output = load_status(out)
+    reference = {
+        run: {
             "train": torch.load(out / "single" / f"{run}_rank0.pt", weights_only=False),
             "val": torch.load(out / "single" / f"{run}_val_rank0.pt", weights_only=False),
         }
+        for run in RUNS
+    }
     return {"dir": out / "ddp", "codes": codes, "output": output, "reference": reference}
 
 
@@ -376,8 +422,6 @@ def test_two_node_torchrun_on_loopback(tmp_path):
     assert (run_dir / "config.yaml").is_file()
     assert list((run_dir / "checkpoints").glob("*.ckpt"))
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1  # only rank zero's TensorBoard writer
-    import json
-
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 2 and math.isfinite(metrics["train/loss"])
     assert 0.0 <= metrics["val/knn_top1"] <= 1.0
