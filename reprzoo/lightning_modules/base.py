@@ -178,7 +178,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         self.feature_rank.update(features)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        if self.knn is not None and self.knn.query_features:
+        if self.knn is not None and self.knn.update_called:
             self.log(f"{stage}/knn_top1", self.knn.compute())
         if self.probe is not None and self.probe.val_top1.update_called:
             self.log(f"{stage}/probe_top1", self.probe.val_top1.compute())

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -40,9 +39,10 @@ class MetricsJSON(L.Callback):
     def run_dir(trainer: L.Trainer) -> Path:
         return Path(trainer.log_dir or trainer.default_root_dir)
 
-    @rank_zero_only
     def _write(self, trainer: L.Trainer) -> None:
-        path = self.run_dir(trainer) / self.filename
+        path = self.run_dir(trainer) / self.filename  # trainer.log_dir broadcasts from rank 0: call it on every rank
+        if not trainer.is_global_zero:
+            return
         metrics = json.loads(path.read_text()) if path.exists() else {}
         for name, value in trainer.callback_metrics.items():
             value = float(value.item() if isinstance(value, torch.Tensor) else value)

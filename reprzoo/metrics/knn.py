@@ -49,6 +49,11 @@ def weighted_knn_predict(
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=query.device)
 
 
+def _is_empty(state) -> bool:
+    """A ``cat`` state is a list of tensors before syncing and one tensor after (torchmetrics concatenates)."""
+    return len(state) == 0 if isinstance(state, list) else state.numel() == 0
+
+
 class KNNAccuracy(Metric):
     """Top-1 accuracy of weighted kNN classification (cosine, k=200, T=0.1 by default).
 
@@ -79,7 +84,7 @@ class KNNAccuracy(Metric):
             self.query_labels.append(labels)
 
     def compute(self) -> torch.Tensor:
-        if not self.bank_features or not self.query_features:
+        if _is_empty(self.bank_features) or _is_empty(self.query_features):
             return torch.tensor(float("nan"), device=self.device)
         bank, bank_labels = dim_zero_cat(self.bank_features), dim_zero_cat(self.bank_labels)
         query, query_labels = dim_zero_cat(self.query_features), dim_zero_cat(self.query_labels)
