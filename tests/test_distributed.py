@@ -34,24 +34,6 @@ SCRIPTS = Path(__file__).resolve().parent / "ddp_scripts"
 TIMEOUT = 240  # seconds for any multi-process launch
 GRACE = 20  # seconds the other processes get once one has failed
 
-# Bugs in shared code that these tests found; a test that hits one of these exact failures is marked xfail with
-# the reason, and runs strictly again once the bug is fixed. See the proposed patches in the reason strings.
-KNOWN_BUGS = [
-    (
-        ("Boolean value of Tensor with more than one value is ambiguous",),
-        "reprzoo/metrics/knn.py: KNNAccuracy.compute() tests `not self.bank_features`, but under DDP torchmetrics "
-        "has replaced each synced list state by one concatenated tensor; test emptiness with "
-        "`len(s) == 0 if isinstance(s, list) else s.numel() == 0`",
-    ),
-    (
-        ("lightning_modules/callbacks.py", "in _write"),
-        "reprzoo/lightning_modules/callbacks.py: MetricsJSON._write is @rank_zero_only but reads trainer.log_dir, "
-        "which broadcasts from rank 0 (a collective), so rank 0 fails or hangs at on_fit_end under DDP; read the "
-        "run dir on every rank and return early unless trainer.is_global_zero",
-    ),
-]
-
-
 # ----------------------------------------------------------------------------------------------- helpers
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -140,13 +122,6 @@ def save_status(out: Path, codes: list[int | None], output: str) -> None:
 def load_status(out: Path) -> tuple[list[int | None], str]:
     status = json.loads((out / "status.json").read_text())
     return status["codes"], status["output"]
-
-
-def xfail_if_known_bug(output: str) -> None:
-    """xfail (with the proposed fix as reason) when ``output`` shows one of the known bugs' exact failures."""
-    for signatures, reason in KNOWN_BUGS:
-        if all(sig in output for sig in signatures):
-            pytest.xfail(f"known bug: {reason}")
 
 
 def load_script(name: str):
@@ -278,7 +253,6 @@ def test_knn_accuracy_is_computed_over_all_ranks(primitives):
     expected = float(single.compute())
     for rec in records:
         if "knn_error" in rec:
-            xfail_if_known_bug(rec["knn_error"])
             pytest.fail(rec["knn_error"])
         assert float(rec["knn_synced"]) == pytest.approx(expected, abs=1e-7)
     assert any(float(rec["knn_local"]) != pytest.approx(expected, abs=1e-7) for rec in records)
@@ -332,7 +306,6 @@ def equivalence(tmp_path_factory):
 def _ddp_records(equivalence, name: str) -> list[dict]:
     paths = [equivalence["dir"] / f"{name}_rank{r}.pt" for r in range(2)]
     if not all(p.exists() for p in paths):
-        xfail_if_known_bug(equivalence["output"])
         pytest.fail(f"exit codes {equivalence['codes']}, no {paths}:\n{equivalence['output'][-6000:]}")
     return [torch.load(p, weights_only=False) for p in paths]
 
@@ -412,8 +385,6 @@ def test_two_node_torchrun_on_loopback(tmp_path):
             cwd=cwd,
         ))
     codes, output = run_processes(commands, tmp_path / "logs")
-    if codes != [0, 0]:
-        xfail_if_known_bug(output)
     assert codes == [0, 0], output[-8000:]
 
     runs = sorted(p.relative_to(shared) for p in shared.glob("*/*") if p.is_dir())
