@@ -174,8 +174,6 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------- finetune
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from reprzoo.cli.training import cli_main
     from reprzoo.zoo.api import resolve
     from reprzoo.zoo.classes import check_backbone_kwargs
@@ -204,8 +202,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         cli_args.append(f"--model.init_args.base_revision={res.revision}")
     cli = cli_main([*cli_args, *args.extra], run=False)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
-    console = Console()
-    console.print(f"fine-tuning {res.source} @ {res.revision or '-'} ({args.task}): {model.head_report}")
+    print(f"fine-tuning {res.source} @ {res.revision or '-'} ({args.task}): {model.head_report}")
     if args.task == "knn":
         trainer.validate(model, datamodule=data)
         run_dir = Path(trainer.log_dir)
@@ -217,10 +214,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     for key in ("val/top1", "val/knn_top1"):
         if key in metrics:
-            console.print(f"{key:14s}: {metrics[key]:.4f}")
-    suggested = f"{src.target}.{args.task}" if src.kind == "name" and "." not in src.target else "NAME"
-    console.print(f"run: {run_dir}")
-    console.print(f"push it: reprzoo push {run_dir} --name {suggested}")
+            print(f"{key:14s}: {metrics[key]:.4f}")
+    parts = src.target.split(".")[0].split("-") if src.kind == "name" else []
+    data_name = args.data.lower() if args.data.isidentifier() else None
+    suggested = f"{parts[0]}-{parts[1]}-{data_name}.{args.task}" if parts and data_name else "NAME"
+    print(f"run: {run_dir}")
+    print(f"push it: reprzoo push {run_dir} --name {suggested}")
     return 0
 
 

@@ -79,11 +79,14 @@ class FineTune(EmbeddingModule):
             keys = list(f.keys())
             encoder = {k: f.get_tensor(k) for k in keys if not k.startswith(HEADS_PREFIX)}
             old_head = {k: f.get_tensor(k) for k in keys if k.startswith(HEADS_PREFIX + "head.")}
-        result = self.backbone.load_state_dict(encoder, strict=False)
-        if strict and (result.missing_keys or result.unexpected_keys):
+        own = self.backbone.state_dict()
+        mismatched = [k for k, v in encoder.items() if k in own and own[k].shape != v.shape]
+        result = self.backbone.load_state_dict({k: v for k, v in encoder.items() if k not in mismatched}, strict=False)
+        missing = [k for k in result.missing_keys if k not in mismatched]
+        if strict and (missing or result.unexpected_keys or mismatched):
             raise ValueError(
-                f"base_weights {path} do not match backbone {self.hparams.backbone}: missing "
-                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
+                f"base_weights {path} do not match backbone {self.hparams.backbone}: missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}, shape mismatches {mismatched[:5]}"
             )
         dropped = sorted({k[len(HEADS_PREFIX) :].split(".")[0] for k in keys if k.startswith(HEADS_PREFIX)} - {"head"})
         new = f"Linear({self.feature_dim}, {self.hparams.num_classes})" if self.head is not None else "no head (kNN)"
@@ -103,6 +106,10 @@ class FineTune(EmbeddingModule):
         if self.hparams.task in ("linear", "knn"):
             self.backbone.eval()  # frozen features: batch-norm statistics stay those of the base model
         return self
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.task in ("linear", "knn") and self.backbone.training:
+            self.backbone.eval()  # Lightning restores recorded train modes around validation: re-freeze here
 
     def training_loss(self, views: list[torch.Tensor], labels: torch.Tensor | None = None) -> TrainingOutput:
         if self.head is None or labels is None:

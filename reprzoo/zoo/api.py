@@ -160,6 +160,11 @@ def load(
     arch = config["architecture"]
     out_dim = _check_dim(config, dim)
     backbone = build_backbone(arch["backbone"], **check_backbone_kwargs(arch.get("backbone_kwargs") or {}))
+    if getattr(backbone, "num_features", arch["embedding_dim"]) != arch["embedding_dim"]:
+        raise ReprzooError(
+            f"{res.source}: config.json records embedding_dim {arch['embedding_dim']} but backbone {arch['backbone']} "
+            f"with {arch.get('backbone_kwargs')} gives {backbone.num_features}; the config is inconsistent"
+        )
     state = read_encoder_state(verify_weights(res.folder, config))
     problems = load_state_checked(backbone, state, strict, what=f"{res.source} (backbone {arch['backbone']})")
     if problems:

@@ -147,9 +147,17 @@ def _preprocessing_text(pre: dict) -> str:
 
 
 def _training_text(training: dict, data_name: str) -> str:
-    parts = [f"Trained with `reprzoo fit` (LightningCLI) on {data_name}"]
+    task = ((training.get("model") or {}).get("init_args") or {}).get("task")
+    if training["model"].get("class_path", "").endswith("FineTune"):
+        parts = [f"Fine-tuned with `reprzoo finetune --task {task}` (LightningCLI) on {data_name}"]
+    else:
+        parts = [f"Trained with `reprzoo fit` (LightningCLI) on {data_name}"]
     if training.get("recipe"):
         parts.append(f" from the shipped recipe `{training['recipe']}`")
+        overrides = training.get("recipe_overrides") or {}
+        if overrides:
+            changes = ", ".join(f"`{k}` {json.dumps(new)} (recipe: {json.dumps(old)})" for k, (old, new) in overrides.items())
+            parts.append(f" with {changes}")
     if training.get("epochs") is not None:
         epochs = training["epochs"]
         parts.append(f", {epochs} epoch{'s' if epochs != 1 else ''} ({training.get('global_step')} optimiser steps)")

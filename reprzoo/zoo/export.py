@@ -45,6 +45,7 @@ TRAINER_DEFAULTS = {
     "gradient_clip_val": None,
     "check_val_every_n_epoch": 1,
 }
+MAX_RECIPE_OVERRIDES = 3
 #: Init args that point at files on the pushing machine; a pushed config never carries them.
 LOCAL_ONLY_ARGS = ("base_weights",)
 
@@ -104,9 +105,10 @@ def export_run(
     lineage = {k: init_args.get(k) for k in ("base_model", "base_revision", "task") if init_args.get(k) is not None}
     if base_model:
         lineage["base_model"] = base_model
-    for key in LOCAL_ONLY_ARGS:
-        if key in init_args:
-            init_args[key] = None
+    for args in (init_args, model_cfg.get("init_args") or {}):
+        for key in LOCAL_ONLY_ARGS:
+            if key in args:
+                args[key] = None
 
     backbone_name, backbone_kwargs = init_args.get("backbone"), init_args.get("backbone_kwargs") or {}
     if not backbone_name:
@@ -116,6 +118,7 @@ def export_run(
     encoder_state = {k: v for k, v in tensors.items() if not k.startswith("method.")}
     load_state_checked(encoder, encoder_state, strict=True, what=f"{ckpt_path} (backbone {backbone_name})")
 
+    recipe, overrides = _matching_recipe(run_config)
     data_cls = datamodule_class(data_cfg.get("class_path", ""))
     datamodule = data_cls(**(data_cfg.get("init_args") or {}))
     metrics_path = run_dir / "metrics.json"
@@ -148,7 +151,8 @@ def export_run(
         "preprocessing": datamodule.preprocessing(),
         "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(out_dir / WEIGHTS_FILE), "size": (out_dir / WEIGHTS_FILE).stat().st_size},
         "training": {
-            "recipe": _matching_recipe(model_cfg, data_cfg),
+            "recipe": recipe,
+            "recipe_overrides": overrides,
             "seed_everything": run_config.get("seed_everything"),
             "trainer": {
                 k: v for k, v in (run_config.get("trainer") or {}).items() if k in TRAINER_DEFAULTS and v != TRAINER_DEFAULTS[k]
@@ -180,21 +184,38 @@ def _method_info(cls: type) -> dict[str, Any]:
     return {"title": info.title, "arxiv": info.arxiv} if info is not None and info.cls is cls else {}
 
 
-def _matching_recipe(model_cfg: dict, data_cfg: dict) -> str | None:
-    """The shipped recipe whose model and data settings the run used (every setting the recipe makes)."""
+def _matching_recipe(run_config: dict) -> tuple[str | None, dict[str, list]]:
+    """The shipped recipe the run follows, and the settings it overrode (``{key: [recipe value, run value]}``).
+
+    A recipe matches when it trains the same method on the same datamodule and the run changes at most
+    ``MAX_RECIPE_OVERRIDES`` of its model and data settings; trainer overrides (epochs, batch limits) are listed too.
+    """
+    best: tuple[int, str, dict[str, list]] | None = None
     for recipe_name, path in list_recipes().items():
         recipe = yaml.safe_load(path.read_text())
-        if _is_subset(recipe.get("model") or {}, model_cfg) and _is_subset(recipe.get("data") or {}, data_cfg):
-            return recipe_name
-    return None
+        same = all(
+            (recipe.get(part) or {}).get("class_path") == (run_config.get(part) or {}).get("class_path") for part in ("model", "data")
+        )
+        if not same:
+            continue
+        diffs = {k: v for part in ("model", "data", "trainer") for k, v in _diff(recipe.get(part) or {}, run_config.get(part) or {}, part).items()}
+        n = sum(1 for k in diffs if not k.startswith("trainer."))
+        if n <= MAX_RECIPE_OVERRIDES and (best is None or n < best[0]):
+            best = (n, recipe_name, diffs)
+    return (best[1], best[2]) if best else (None, {})
 
 
-def _is_subset(small: Any, big: Any) -> bool:
-    if isinstance(small, dict):
-        return isinstance(big, dict) and all(k in big and _is_subset(v, big[k]) for k, v in small.items())
-    if isinstance(small, (list, tuple)) and isinstance(big, (list, tuple)):
-        return len(small) == len(big) and all(_is_subset(a, b) for a, b in zip(small, big))
-    return small == big
+def _diff(recipe: Any, run: Any, prefix: str) -> dict[str, list]:
+    """Leaves the recipe sets whose value the run changed."""
+    if isinstance(recipe, dict):
+        run = run if isinstance(run, dict) else {}
+        out: dict[str, list] = {}
+        for k, v in recipe.items():
+            out.update(_diff(v, run.get(k), f"{prefix}.{k}"))
+        return out
+    if isinstance(recipe, (list, tuple)) and isinstance(run, (list, tuple)) and list(recipe) == list(run):
+        return {}
+    return {} if recipe == run else {prefix: [recipe, run]}
 
 
 def _fingerprint(datamodule) -> str | None:

@@ -30,9 +30,14 @@ def is_offline() -> bool:
 
 
 def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
-    """Fetch (or find in the cache) the repository files; returns the snapshot folder and its commit hash."""
-    from huggingface_hub import snapshot_download
+    """Fetch (or find in the cache) the repository files; returns the snapshot folder and its commit hash.
+
+    ``config.json`` is fetched at ``revision``; the other files at the commit it resolved to, so that the three
+    files always come from one commit even if the branch moves meanwhile.
+    """
+    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
+        EntryNotFoundError,
         HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
@@ -43,17 +48,18 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
 
     where = f"hf://{repo_id}" + (f"@{revision}" if revision else "")
     offline = is_offline()
+    options = dict(
+        cache_dir=_cache_dir(),
+        endpoint=_endpoint(),
+        local_files_only=offline,
+        library_name="reprzoo",
+        library_version=__version__,
+    )
     try:
-        folder = snapshot_download(
-            repo_id,
-            revision=revision,
-            allow_patterns=list(REPO_FILES),
-            cache_dir=_cache_dir(),
-            endpoint=_endpoint(),
-            local_files_only=offline,
-            library_name="reprzoo",
-            library_version=__version__,
-        )
+        config = Path(hf_hub_download(repo_id, REPO_FILES[0], revision=revision, **options))
+        commit = config.parent.name  # snapshots/<commit hash>/config.json
+        for filename in REPO_FILES[1:]:
+            hf_hub_download(repo_id, filename, revision=commit, **options)
     except RevisionNotFoundError:
         raise ReprzooError(f"revision {revision!r} not found in {where}") from None
     except RepositoryNotFoundError:
@@ -64,10 +70,11 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
                 f"{where} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it once online"
             ) from None
         raise ReprzooError(f"{where}: cannot reach the Hub and no cached copy exists") from None
+    except EntryNotFoundError as err:
+        raise ReprzooError(f"{where} is not a reprzoo model: {err}") from None
     except HfHubHTTPError as err:
         raise ReprzooError(f"{where}: {err}") from None
-    path = Path(folder)
-    return path, path.name  # the snapshot folder is named by the commit hash
+    return config.parent, commit
 
 
 def upload(folder: Path, repo_id: str, private: bool = False, message: str = "") -> str:

@@ -132,10 +132,19 @@ def read_all_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str
 
 def load_state_checked(module: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool, what: str) -> list[str]:
     """``load_state_dict`` that names missing and unexpected keys: an error when ``strict``, else returned."""
-    result = module.load_state_dict(state, strict=False)
+    own = module.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    result = module.load_state_dict({k: v for k, v in state.items() if k not in mismatched}, strict=False)
     problems = []
-    if result.missing_keys:
-        problems.append(f"missing keys {_short(result.missing_keys)}")
+    if mismatched:
+        k = mismatched[0]
+        problems.append(
+            f"shape mismatches {_short(mismatched)} (e.g. {k}: {tuple(state[k].shape)} in the file, "
+            f"{tuple(own[k].shape)} in the model)"
+        )
+    missing = [k for k in result.missing_keys if k not in mismatched]
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
     if result.unexpected_keys:
         problems.append(f"unexpected keys {_short(result.unexpected_keys)}")
     if problems and strict:
