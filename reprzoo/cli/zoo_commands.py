@@ -167,8 +167,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     result = push(args.run, args.name, to=args.to, private=args.private, base_model=args.base_model, license=args.license)
     print(f"pushed {result.name} revision {result.revision} to {result.target}")
-    ref = result.name if args.to is None or args.to.startswith("hf://") else f"{args.to}/{result.name}"
-    print(f'load it with: reprzoo.load("{ref}")')
+    print(f'load it with: reprzoo.load("{result.load_ref}")')
     return 0
 
 

@@ -219,6 +219,7 @@ class PushResult:
     target: str
     revision: str
     config: dict[str, Any]
+    load_ref: str
 
     def __str__(self) -> str:
         return f"{self.name} -> {self.target} @ {self.revision}"
@@ -250,11 +251,12 @@ def push(
         if private:
             raise ReprzooError("--private applies only to hf:// targets; a local hub is private already")
         hub = home_hub() if to is None else LocalHub(Path(to[len("local:") :]).expanduser())
-        load_ref = name if to is None else f"local:{hub.root / name}"
+        shipped = hub.root.resolve() == BUILTIN_DIR.resolve()  # building the package's own models
+        load_ref = name if to is None or shipped else f"local:{hub.root / name}"
         with tempfile.TemporaryDirectory(prefix="reprzoo-push-") as tmp:
             config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=load_ref)
             rev = hub.push(name, Path(tmp), message=f"push {name} from {Path(run).name}")
-        return PushResult(name, f"local hub {hub.root / name}", rev, config)
+        return PushResult(name, f"local hub {hub.root / name}", rev, config, load_ref)
     if not to.startswith("hf://"):
         raise ReprzooError(f"unknown push target {to!r}: use hf://org/repo or local:DIR (or nothing for the local hub)")
     from reprzoo.zoo import hf
@@ -264,7 +266,7 @@ def push(
         config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=f"hf://{repo_id}")
         rev = hf.upload(Path(tmp), repo_id, private=private, message=f"reprzoo push {name}")
     _record_remote(name, f"hf://{repo_id}")
-    return PushResult(name, f"hf://{repo_id}", rev, config)
+    return PushResult(name, f"hf://{repo_id}", rev, config, name)
 
 
 def model_info(name: str, revision: str | None = None) -> dict[str, Any]:

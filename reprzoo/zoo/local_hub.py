@@ -174,16 +174,19 @@ def _copy_synced(src: Path, dst: Path) -> None:
 
 
 def _write_synced(path: Path, text: str, atomic: bool = False) -> None:
-    if atomic:
-        from reprzoo.lightning_modules.callbacks import atomic_write_text
-
-        atomic_write_text(path, text)
-        _fsync_dir(path.parent)
-        return
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    """Write and fsync; ``atomic`` writes a temporary file in the same folder and renames it over ``path``."""
+    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
+    try:
+        with open(target, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if atomic:
+            os.replace(target, path)
+            _fsync_dir(path.parent)
+    finally:
+        if atomic and target.exists():
+            target.unlink()
 
 
 def _fsync_dir(path: Path) -> None:
