@@ -46,4 +46,20 @@ def run_demo(epochs: int | None = None, root_dir: str = "runs", recipe: str = "d
     console.print(f"checkpoint    : {checkpoint}")
     console.print(f"TensorBoard   : tensorboard --logdir {run_dir}")
     console.print(f"metrics.json  : {metrics_path}")
-    return 0
+    return _push_and_load_back(console, run_dir, model, data)
+
+
+def _push_and_load_back(console: Console, run_dir: Path, model, data, name: str = "simsiam-tinyresnet-digits.demo") -> int:
+    """The zoo step: push the run to the local hub, load it back by name, check the embeddings are the model's."""
+    import torch
+
+    import reprzoo
+
+    result = reprzoo.zoo.push(run_dir, name)
+    encoder = reprzoo.load(name, device=model.device)
+    images = next(iter(data.val_dataloader()[1]))[0][:16].to(model.device)
+    with torch.no_grad():
+        same = torch.equal(encoder.embed(images), model.eval().embed(images))
+    console.print(f"zoo model     : {name} revision {result.revision} in {result.target}")
+    console.print(f"loaded back   : reprzoo.load({name!r}) -> {'identical' if same else 'DIFFERENT'} embeddings")
+    return 0 if same else 1
