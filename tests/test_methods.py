@@ -109,4 +109,4 @@ def test_learns_on_digits(method, tmp_path):
     assert trained > baseline + 0.05, f"{method}: kNN top-1 {baseline:.3f} at init, {trained:.3f} after training"
 
 
-LEARNING_EPOCHS = 8
+LEARNING_EPOCHS = 10
