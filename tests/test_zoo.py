@@ -540,3 +540,13 @@ def test_cli_embed_dataset_and_folder(tiny_run, home, tmp_path, capsys):
     assert main(["embed", NAME, "--data", str(folder), "--out", str(tmp_path / "f.npy")]) == 0
     assert np.load(tmp_path / "f.npy").shape == (3, 128)
     assert (tmp_path / "f.files.txt").read_text().splitlines() == [str(folder / f"{i}.png") for i in range(3)]
+
+
+def test_cli_embed_rejects_unknown_datamodule_options(tiny_run, home, capsys):
+    import reprzoo
+    from reprzoo.cli.main import main
+
+    reprzoo.zoo.push(tiny_run, NAME)
+    capsys.readouterr()
+    assert main(["embed", NAME, "--data", "Digits", "--out", "x.npy", "--data.batch_sise=8"]) == 2
+    assert "Did you mean: batch_size" in capsys.readouterr().err

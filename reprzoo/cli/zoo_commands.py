@@ -107,11 +107,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     table = Table(title=f"reprzoo models ({len(rows)})")
     table.add_column("name", no_wrap=True)
-    for col in ("method", "dim", "dataset", "metrics", "source"):
+    for col in ("method", "dim", "dataset", "kNN top-1", "source"):
         table.add_column(col)
     for r in rows:
-        metrics = ", ".join(f"{k.split('/', 1)[1]}={v:.3f}" for k, v in r.get("metrics", {}).items())
-        table.add_row(r["name"], r.get("method", "-"), str(r.get("dim", "-")), r.get("dataset", "-"), metrics or "-", r["source"])
+        knn = r.get("metrics", {}).get("val/knn_top1")
+        table.add_row(
+            r["name"], r.get("method", "-"), str(r.get("dim", "-")), r.get("dataset", "-"),
+            f"{knn:.3f}" if knn is not None else "-", r["source"],
+        )
     Console().print(table)
     return 0
 
@@ -199,6 +202,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     ]
     if res.revision:
         cli_args.append(f"--model.init_args.base_revision={res.revision}")
+    base_args = config["method"].get("init_args") or {}
+    for key in ("knn_k", "knn_temperature"):  # evaluate like the base model did (overridable)
+        if base_args.get(key) is not None:
+            cli_args.append(f"--model.init_args.{key}={base_args[key]}")
     cli = cli_main([*cli_args, *args.extra], run=False)
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     print(f"fine-tuning {res.source} @ {res.revision or '-'} ({args.task}): {model.head_report}")
@@ -300,10 +307,32 @@ def _embedding_dataset(data: str, split: str, transform, overrides: dict[str, An
     from reprzoo.datamodules import BANK, QUERY
     from reprzoo.zoo.classes import datamodule_class
 
-    datamodule = datamodule_class(data)(**overrides)
+    cls = datamodule_class(data)
+    accepted = _init_params(cls)
+    for key in overrides:
+        if key not in accepted:
+            from reprzoo.errors import UnknownNameError
+
+            raise UnknownNameError(f"option of {cls.__name__}", key, accepted)
+    datamodule = cls(**overrides)
     datamodule.eval_transform = transform  # the model's preprocessing, not the dataset's
     loaders = datamodule.val_dataloader()
     return loaders[BANK if split == "train" else QUERY].dataset, None
+
+
+def _init_params(cls: type) -> set[str]:
+    """Keyword arguments a class accepts, following ``**kwargs`` up its bases."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 class _ImageFiles:

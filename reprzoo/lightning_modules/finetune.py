@@ -64,8 +64,10 @@ class FineTune(EmbeddingModule):
         if self.head is not None:
             self.train_top1 = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
             self.eval_top1 = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
-        self.head_report = self.load_base(base_weights, strict) if base_weights else "no base weights: random init"
-        rank_zero_info(f"FineTune ({task}): {self.head_report}")
+        self.head_report = "no base weights loaded"
+        if base_weights:
+            self.head_report = self.load_base(base_weights, strict)
+            rank_zero_info(f"FineTune ({task}): {self.head_report}")
         if task in ("linear", "knn"):
             self.backbone.requires_grad_(False)
 

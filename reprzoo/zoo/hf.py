@@ -22,6 +22,21 @@ def _cache_dir() -> str | None:
     return os.environ.get("HF_HUB_CACHE") or None
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """HTTP and transport errors of the client huggingface_hub uses (httpx2, httpx or requests, by version)."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError]  # requests' errors are OSErrors
+    for module in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
 def is_offline() -> bool:
     from huggingface_hub import constants
 
@@ -38,7 +53,6 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
-        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -72,7 +86,7 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
         raise ReprzooError(f"{where}: cannot reach the Hub and no cached copy exists") from None
     except EntryNotFoundError as err:
         raise ReprzooError(f"{where} is not a reprzoo model: {err}") from None
-    except HfHubHTTPError as err:
+    except _network_errors() as err:
         raise ReprzooError(f"{where}: {err}") from None
     return config.parent, commit
 
@@ -80,7 +94,6 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
 def upload(folder: Path, repo_id: str, private: bool = False, message: str = "") -> str:
     """Create the repository if needed and upload the folder's files in one commit; returns the commit hash."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(endpoint=_endpoint())
     try:
@@ -91,8 +104,8 @@ def upload(folder: Path, repo_id: str, private: bool = False, message: str = "")
             allow_patterns=list(REPO_FILES),
             commit_message=message or "reprzoo push",
         )
-    except HfHubHTTPError as err:
-        raise ReprzooError(f"push to hf://{repo_id} failed: {err}") from None
+    except _network_errors() as err:
+        raise ReprzooError(f"push to hf://{repo_id} failed ({api.endpoint}): {err}") from None
     return info.oid
 
 
@@ -104,10 +117,9 @@ def revisions(repo_id: str) -> list[dict]:
         cache = Path(_cache_dir() or constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
         return [{"id": p.name, "cached": True} for p in sorted(cache.iterdir())] if cache.is_dir() else []
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     try:
         commits = HfApi(endpoint=_endpoint()).list_repo_commits(repo_id)
-    except HfHubHTTPError as err:
+    except _network_errors() as err:
         raise ReprzooError(f"hf://{repo_id}: cannot list revisions ({err})") from None
     return [{"id": c.commit_id, "created": c.created_at.isoformat(), "message": c.title} for c in commits]
