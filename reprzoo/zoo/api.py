@@ -53,11 +53,12 @@ def remote_entries() -> dict[str, str]:
 
 
 def _record_remote(name: str, target: str) -> None:
-    from reprzoo.lightning_modules.callbacks import atomic_write_text
+    from reprzoo.zoo.local_hub import write_synced
 
     entries = remote_entries()
     entries[name] = target
-    atomic_write_text(default_home() / REGISTRY_FILE, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    default_home().mkdir(parents=True, exist_ok=True)
+    write_synced(default_home() / REGISTRY_FILE, json.dumps(dict(sorted(entries.items())), indent=2) + "\n", atomic=True)
 
 
 @dataclass
@@ -295,16 +296,19 @@ def model_info(name: str, revision: str | None = None) -> dict[str, Any]:
 
 def _revisions(spec: str, res: Resolved) -> list[dict]:
     src = parse_source(spec)
-    if res.hub == "huggingface" or (src.kind == "name" and src.target in remote_entries() and not any(h.has(src.target) for h in local_hubs())):
+    if res.hub == "huggingface":
         from reprzoo.zoo import hf
 
-        repo_id = src.target if src.kind == "hf" else remote_entries()[src.target][len("hf://") :]
-        return hf.revisions(repo_id)
+        address = spec if src.kind == "hf" else remote_entries()[src.target]
+        return hf.revisions(parse_source(address).target)
     if src.kind == "name":
         out = []
         for hub in local_hubs():
             if hub.has(src.target):
                 head = hub.head(src.target)
-                out += [{"id": r.id, "created": r.created, "message": r.message, "main": r.id == head, "hub": hub.label} for r in hub.revisions(src.target)]
+                out += [
+                    {"id": r.id, "created": r.created, "message": r.message, "main": r.id == head, "hub": hub.label}
+                    for r in hub.revisions(src.target)
+                ]
         return out
     return [{"id": res.revision}] if res.revision else []

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from reprzoo.errors import ReprzooError
-from reprzoo.zoo.classes import datamodule_class, method_class
+from reprzoo.zoo.classes import check_backbone_kwargs, datamodule_class, method_class
 from reprzoo.zoo.names import check_name
 from reprzoo.zoo.recipes import list_recipes
 from reprzoo.zoo.repo import (
@@ -110,7 +110,8 @@ def export_run(
             if key in args:
                 args[key] = None
 
-    backbone_name, backbone_kwargs = init_args.get("backbone"), init_args.get("backbone_kwargs") or {}
+    backbone_name = init_args.get("backbone")
+    backbone_kwargs = check_backbone_kwargs(init_args.get("backbone_kwargs") or {})  # what a loader will accept
     if not backbone_name:
         raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
     tensors = split_module_state(ckpt["state_dict"])

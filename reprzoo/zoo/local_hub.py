@@ -133,7 +133,7 @@ class LocalHub:
             created = time.time()
             rev = _revision_id(files, parent, created)
             commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
-            _write_synced(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
+            write_synced(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
             os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
             _fsync_dir(stage)
             (repo / "revisions").mkdir(parents=True, exist_ok=True)
@@ -142,7 +142,7 @@ class LocalHub:
             _fsync_dir(repo / "revisions")
             _pause("ref")
             (repo / "refs").mkdir(exist_ok=True)
-            _write_synced(repo / "refs" / "main", rev + "\n", atomic=True)
+            write_synced(repo / "refs" / "main", rev + "\n", atomic=True)
             return rev
         finally:
             if stage.exists():
@@ -173,7 +173,7 @@ def _copy_synced(src: Path, dst: Path) -> None:
         os.fsync(fout.fileno())
 
 
-def _write_synced(path: Path, text: str, atomic: bool = False) -> None:
+def write_synced(path: Path, text: str, atomic: bool = False) -> None:
     """Write and fsync; ``atomic`` writes a temporary file in the same folder and renames it over ``path``."""
     target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
     try:
