@@ -82,3 +82,13 @@ def test_recipe_with_wrong_key_is_refused(tmp_path):
     assert result.returncode != 0
     assert "projection_dim" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_demo_end_to_end_one_epoch(tmp_path, monkeypatch, capsys):
+    """`make demo` in one epoch: baseline and trained kNN, run files, push to the local hub and load back."""
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    assert main(["demo", "--epochs", "1", "--root-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "random init" in out and "trained" in out and "identical embeddings" in out
+    metrics = json.loads(next((tmp_path / "runs").glob("simsiam/version_*/metrics.json")).read_text())
+    assert "baseline/random_init_knn_top1" in metrics and "val/knn_top1" in metrics

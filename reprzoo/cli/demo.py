@@ -20,7 +20,7 @@ KNN = "val/knn_top1"
 
 def run_demo(epochs: int | None = None, root_dir: str = "runs", recipe: str = "digits/simsiam") -> int:
     console = Console()
-    args = ["fit", "--config", recipe, f"--trainer.logger.init_args.save_dir={root_dir}"]
+    args = ["--config", recipe, f"--trainer.logger.init_args.save_dir={root_dir}"]  # run=False: no subcommand
     if epochs is not None:
         args.append(f"--trainer.max_epochs={epochs}")
     cli = cli_main(args, run=False)
