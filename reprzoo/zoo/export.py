@@ -114,7 +114,8 @@ def export_run(
     backbone_kwargs = check_backbone_kwargs(init_args.get("backbone_kwargs") or {})  # what a loader will accept
     if not backbone_name:
         raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
-    tensors = split_module_state(ckpt["state_dict"])
+    state = _without_metric_states(cls(**init_args), ckpt["state_dict"], ckpt_path)
+    tensors = split_module_state(state)
     encoder = build_backbone(backbone_name, **backbone_kwargs)
     encoder_state = {k: v for k, v in tensors.items() if not k.startswith("method.")}
     load_state_checked(encoder, encoder_state, strict=True, what=f"{ckpt_path} (backbone {backbone_name})")
@@ -176,6 +177,17 @@ def export_run(
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     render_card(config, load_ref=load_ref).save(out_dir / CARD_FILE)
     return config
+
+
+def _without_metric_states(module, state_dict: dict, ckpt_path: Path) -> dict:
+    """The checkpoint's state without torchmetrics states, checked to load strictly into a fresh ``module`` (so
+    that ``load_method`` will rebuild it)."""
+    from torchmetrics import Metric
+
+    metrics = tuple(f"{n}." for n, m in module.named_modules() if n and isinstance(m, Metric))
+    state = {k: v for k, v in state_dict.items() if not k.startswith(metrics)} if metrics else dict(state_dict)
+    load_state_checked(module, state, strict=True, what=f"{ckpt_path} ({type(module).__name__})")
+    return state
 
 
 def _method_info(cls: type) -> dict[str, Any]:
