@@ -31,6 +31,7 @@ class FakeHub:
         self.calls: list[tuple[str, str]] = []
         self.commit_payloads: list[list[dict]] = []
         self.validated: list[dict] = []
+        self.auth: list[str | None] = []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +40,7 @@ class FakeHub:
 
             def do_POST(self):
                 hub.calls.append(("POST", self.path))
+                hub.auth.append(self.headers.get("authorization"))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 parts = urlparse(self.path).path.strip("/").split("/")
                 if parts[:2] == ["api", "repos"] and parts[2] == "create":
@@ -163,6 +165,7 @@ def test_push_uploads_three_files_in_one_commit(tiny_run, hub_env):
     result = reprzoo.zoo.push(tiny_run, NAME, to=f"hf://{REPO}", private=True)
     assert result.target == f"hf://{REPO}" and len(result.revision) == 40
     assert hub_env.repos[REPO]["private"] is True
+    assert set(hub_env.auth) == {"Bearer hf_dummy_token_for_tests"}  # the token from HF_TOKEN, on every write
     assert [c for c in hub_env.calls if c[0] == "POST"][0] == ("POST", "/api/repos/create")
     assert len(hub_env.commit_payloads) == 1
     assert hub_env.validated[0]["library_name"] == "reprzoo" and "model-index" in hub_env.validated[0]
