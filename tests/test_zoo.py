@@ -283,6 +283,7 @@ def test_truncated_weights_are_refused(tiny_run, home):
 
 def _edit_config(home: Path, edit) -> None:
     path = weights_of(home).parent / "config.json"
+    path.chmod(0o644)  # revisions are pushed read-only
     config = json.loads(path.read_text())
     edit(config)
     path.write_text(json.dumps(config))
@@ -338,6 +339,7 @@ def test_strict_loading_reports_keys(tiny_run, home):
 
     reprzoo.zoo.push(tiny_run, NAME)
     path = weights_of(home)
+    assert path.stat().st_mode & 0o777 == 0o444
     tensors = load_file(str(path))
     tensors["extra.weight"] = torch.zeros(3)
     del tensors["stem.0.weight"]

@@ -134,6 +134,8 @@ class LocalHub:
             rev = _revision_id(files, parent, created)
             commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
             write_synced(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
+            for path in stage.iterdir():
+                os.chmod(path, 0o444)  # a revision is never rewritten
             os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
             _fsync_dir(stage)
             (repo / "revisions").mkdir(parents=True, exist_ok=True)
