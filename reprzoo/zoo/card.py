@@ -156,7 +156,10 @@ def _training_text(training: dict, data_name: str) -> str:
         parts.append(f" from the shipped recipe `{training['recipe']}`")
         overrides = training.get("recipe_overrides") or {}
         if overrides:
-            changes = ", ".join(f"`{k}` {json.dumps(new)} (recipe: {json.dumps(old)})" for k, (old, new) in overrides.items())
+            changes = ", ".join(
+                f"`{k}` {json.dumps(new)} (recipe: {old if str(old).startswith('default ') else json.dumps(old)})"
+                for k, (old, new) in overrides.items()
+            )
             parts.append(f" with {changes}")
     if training.get("epochs") is not None:
         epochs = training["epochs"]

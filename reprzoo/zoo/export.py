@@ -212,10 +212,44 @@ def _matching_recipe(run_config: dict) -> tuple[str | None, dict[str, list]]:
         if not same:
             continue
         diffs = {k: v for part in ("model", "data", "trainer") for k, v in _diff(recipe.get(part) or {}, run_config.get(part) or {}, part).items()}
+        diffs.update(_unset_in_recipe(recipe, run_config))
         n = sum(1 for k in diffs if not k.startswith("trainer."))
         if n <= MAX_RECIPE_OVERRIDES and (best is None or n < best[0]):
             best = (n, recipe_name, diffs)
     return (best[1], best[2]) if best else (None, {})
+
+
+def _unset_in_recipe(recipe: dict, run_config: dict) -> dict[str, list]:
+    """Init args the recipe leaves at the class default but the run changed: ``{key: ["default X", run value]}``."""
+    out: dict[str, list] = {}
+    for part, lookup in (("model", method_class), ("data", datamodule_class)):
+        run = run_config.get(part) or {}
+        defaults = _signature_defaults(lookup(run.get("class_path", "")))
+        set_by_recipe = (recipe.get(part) or {}).get("init_args") or {}
+        for key, value in (run.get("init_args") or {}).items():
+            if key in set_by_recipe or key not in defaults or key in LOCAL_ONLY_ARGS:
+                continue
+            default = defaults[key]
+            if not (value == default or (isinstance(value, list) and isinstance(default, tuple) and tuple(value) == default)):
+                out[f"{part}.init_args.{key}"] = [f"default {default!r}", value]
+    return out
+
+
+def _signature_defaults(cls: type) -> dict[str, Any]:
+    """Default of every keyword argument of ``cls``, following ``**kwargs`` up its bases (subclass defaults win)."""
+    import inspect
+
+    defaults: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        for p in params:
+            if p.default is not p.empty:
+                defaults.setdefault(p.name, p.default)
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return defaults
 
 
 def _diff(recipe: Any, run: Any, prefix: str) -> dict[str, list]:
