@@ -106,7 +106,7 @@ def test_learns_on_digits(method, tmp_path):
     baseline = trainer.validate(model, datamodule=data, verbose=False)[0]["val/knn_top1"]
     trainer.fit(model, datamodule=data)
     trained = trainer.callback_metrics["val/knn_top1"].item()
-    assert trained > baseline + 0.05, f"{method}: kNN top-1 {baseline:.3f} at init, {trained:.3f} after training"
+    assert trained > baseline + 0.03, f"{method}: kNN top-1 {baseline:.3f} at init, {trained:.3f} after training"
 
 
 LEARNING_EPOCHS = 10
