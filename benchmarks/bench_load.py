@@ -12,7 +12,8 @@ Two measurements, interleaved (order reversed every other round), medians report
   network, read and check the weights, load them, eval mode). reprzoo's call also resolves the name through the
   registry, parses config.json and checks the SHA-256 of the weights.
 * ``cold``: a fresh ``python -c`` process doing the imports and one call, as a first use on a fresh install would;
-  ``reprzoo+transform`` also builds ``enc.transform`` (its first use imports ``reprzoo.datamodules``).
+  ``reprzoo+transform`` also builds ``enc.transform`` (its first use imports ``reprzoo.datamodules``);
+  ``imports only`` is ``import torch, timm`` alone, the floor of both.
 
 Run from the repository root: ``python benchmarks/bench_load.py --out bench_load.json`` (about a minute on a
 shared 2-core CPU). ``REPRZOO_HOME`` is pointed at an empty folder so that only the shipped models are found.
@@ -100,6 +101,7 @@ def main() -> None:
     cold_code = {
         "reprzoo": f"import reprzoo; reprzoo.load({args.name!r})",
         "reprzoo+transform": f"import reprzoo; reprzoo.load({args.name!r}).transform",
+        "imports only": "import torch, timm",
         "timm": f"import timm; timm.create_model({TIMM_MODEL!r}, pretrained=True, num_classes=0, "
         f"pretrained_cfg_overlay=dict(file={str(timm_file)!r})).eval()",
     }
@@ -128,12 +130,10 @@ def main() -> None:
     }
     print(f"{'':18s} {'params':>10s} {'file MB':>8s} {'warm ms (median)':>17s} {'cold s (median)':>16s}")
     for key in cold_code:
-        size = sizes[key.split("+")[0]]
+        size = sizes.get(key.split("+")[0])
         warm_ms = f"{results['warm_ms_median'][key]:>17.1f}" if key in warm else f"{'-':>17s}"
-        print(
-            f"{key:18s} {size['encoder_params']:>10,d} {size['file_bytes'] / 1e6:>8.2f} "
-            f"{warm_ms} {results['cold_s_median'][key]:>16.2f}"
-        )
+        params = f"{size['encoder_params']:>10,d} {size['file_bytes'] / 1e6:>8.2f}" if size else f"{'-':>10s} {'-':>8s}"
+        print(f"{key:18s} {params} {warm_ms} {results['cold_s_median'][key]:>16.2f}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(tmp, ignore_errors=True)
