@@ -25,6 +25,9 @@ catalogue:
   methods [--json]                  registered methods with their paper titles
   recipes [--json]                  shipped training recipes (usable as --config NAME)
   demo                              train SimSiam on the offline digits, compare with random init
+
+zoo (`reprzoo <command> --help` for options):
+  list [PATTERN] | info NAME | push RUN --name NAME | finetune NAME --data D | embed NAME --data D --out F
 """
 
 
