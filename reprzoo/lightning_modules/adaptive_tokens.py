@@ -16,12 +16,19 @@ error, and latent tokens stay continuous (the papers' continuous variant, withou
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprzoo.backbones.vit_tokens import (
+    PATCH_TOKEN_VIT,
+    freeze_sincos_positions,
+    run_blocks,
+    sincos_pos_embed,
+    vit_patch_embeddings,
+)
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.adaptive_tokens import (
@@ -38,24 +45,13 @@ from reprzoo.losses.adaptive_tokens import (
 )
 
 #: ViT options the tokenizers need: patch tokens only (no class token); pooling is done here.
-VIT_DEFAULTS = {"class_token": False, "global_pool": "avg", "fc_norm": False}
+VIT_DEFAULTS = PATCH_TOKEN_VIT
 
 #: KARL's bins of the reconstruction-quality command (L1 error of images in [0, 1], the authors' code).
 KARL_LOSS_BINS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.09, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2, 0.24, 0.28, 0.32, 0.38)
 
 
 # ---------------------------------------------------------------------------------------------------- shared parts
-def vit_patch_embeddings(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """A timm ViT's patch embeddings plus positions ``(batch, patches, dim)``, before any block."""
-    return vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
-
-
-def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    for block in blocks:
-        x = block(x, attn_mask=attn_mask)
-    return x
-
-
 def masked_mean(tokens: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
     """Mean over the tokens ``(batch, n, dim)`` where ``keep`` ``(batch, n)`` is True (all where ``None``)."""
     if keep is None:
@@ -93,13 +89,13 @@ class PixelDecoder(nn.Module):
         max_memory: int = 0,
     ):
         super().__init__()
-        from timm.layers import build_sincos2d_pos_embed, trunc_normal_
+        from timm.layers import trunc_normal_
         from timm.models.vision_transformer import Block
 
         self.memory_embed = nn.Linear(memory_dim, width)
         self.memory_pos = nn.Parameter(torch.zeros(1, max_memory, width)) if max_memory > 0 else None
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.register_buffer("pos_embed", build_sincos2d_pos_embed(list(grid_size), width)[None], persistent=False)
+        self.register_buffer("pos_embed", sincos_pos_embed(grid_size, width)[None], persistent=False)
         self.blocks = nn.ModuleList(Block(width, num_heads, qkv_bias=True) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, patch_dim)
@@ -172,11 +168,7 @@ class AdaptiveTokenizer(EmbeddingModule):
         self.grid_size = tuple(int(g) for g in embed.grid_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.patch_dim = self.patch_size**2 * embed.proj.in_channels
-        if self.backbone.pos_embed is not None:  # fixed sine-cosine positions, as the decoder's (MAE's choice)
-            from timm.layers import build_sincos2d_pos_embed
-
-            self.backbone.pos_embed.data.copy_(build_sincos2d_pos_embed(list(self.grid_size), self.feature_dim)[None])
-            self.backbone.pos_embed.requires_grad_(False)
+        freeze_sincos_positions(self.backbone)  # fixed sine-cosine positions, as the decoder's (MAE's choice)
 
     def build_decoder(self, memory_dim: int, max_memory: int = 0) -> PixelDecoder:
         hp = self.hparams

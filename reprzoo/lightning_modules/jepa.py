@@ -7,8 +7,8 @@
 - seq-JEPA: "seq-JEPA: Autoregressive Predictive Learning of Invariant-Equivariant World Models" (Ghaemi, Muller &
   Bakhtiari, 2025, arXiv:2505.03176).
 
-I-JEPA and SparseJEPA run a timm ViT by hand on token subsets (patch embedding, positional embedding, blocks,
-final norm): timm's ``forward`` takes whole images only.
+I-JEPA and SparseJEPA run a timm ViT by hand on token subsets (``reprzoo.backbones.vit_tokens``): timm's
+``forward`` takes whole images only.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprzoo.backbones.vit_tokens import PATCH_TOKEN_VIT, freeze_sincos_positions, sincos_pos_embed, vit_patch_tokens
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.ema import copy_as_target
 from reprzoo.lightning_modules.heads import BYOLPredictionHead
@@ -28,7 +29,7 @@ from reprzoo.losses import group_lasso, jepa_loss, negative_cosine_similarity, o
 from reprzoo.metrics import OnlineLinearProbe
 
 #: ViT options I-JEPA needs: patch tokens only, average pooling of the normalised tokens as the representation.
-VIT_DEFAULTS = {"class_token": False, "global_pool": "avg", "fc_norm": False}
+VIT_DEFAULTS = PATCH_TOKEN_VIT
 
 
 # ---------------------------------------------------------------------------------------------------- masking
@@ -102,26 +103,6 @@ class MultiBlockMasks:
         context_idx = torch.sort((~context.flatten(1)).to(torch.uint8), dim=1, stable=True).indices[:, :keep]
         target_idx = targets.flatten(2).nonzero()[:, 2].view(batch_size, self.num_targets, th * tw).transpose(0, 1)
         return context_idx.to(device), target_idx.contiguous().to(device)
-
-
-# ---------------------------------------------------------------------------------------------------- ViT parts
-def vit_patch_tokens(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """A timm ViT's normalised output patch tokens ``(batch, n, dim)``, encoding only the patches ``keep``
-    (``(batch, n)`` indices into the patch grid; ``None``: all)."""
-    x = vit._pos_embed(vit.patch_embed(images))
-    prefix = vit.num_prefix_tokens
-    if keep is not None:
-        patches = torch.gather(x[:, prefix:], 1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        x = torch.cat([x[:, :prefix], patches], dim=1)
-    x = vit.norm(vit.blocks(vit.norm_pre(x)))
-    return x[:, prefix:]
-
-
-def sincos_pos_embed(grid_size: tuple[int, int], dim: int) -> torch.Tensor:
-    """Fixed 2-D sine-cosine positional embeddings ``(H * W, dim)``, raster order (I-JEPA's, from MAE)."""
-    from timm.layers import build_sincos2d_pos_embed
-
-    return build_sincos2d_pos_embed(list(grid_size), dim)
 
 
 class JEPAPredictor(nn.Module):
@@ -230,10 +211,7 @@ class IJEPA(EmbeddingModule):
         )
         self.tau_base = tau_base
         grid = tuple(self.backbone.patch_embed.grid_size)
-        if self.backbone.pos_embed is not None:  # I-JEPA's fixed sine-cosine positions
-            prefix = 0 if self.backbone.no_embed_class else self.backbone.num_prefix_tokens
-            self.backbone.pos_embed.data[:, prefix:] = sincos_pos_embed(grid, self.feature_dim)
-            self.backbone.pos_embed.requires_grad_(False)
+        freeze_sincos_positions(self.backbone)  # I-JEPA's fixed sine-cosine positions
         self.context_encoder = copy_as_target(self.backbone)  # same weights; trainable below, the target is not
         for name, p in self.context_encoder.named_parameters():
             p.requires_grad_(name != "pos_embed")
