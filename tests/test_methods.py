@@ -104,12 +104,6 @@ LEARNING_KNOWN_FAILURES: dict[str, str] = {  # method -> reason, for a recipe kn
     "KARL": "KARL's learned latent queries stay image-independent within 10 CPU epochs on digits (pooled-token "
     "feature std ~0.002, reconstruction at the mean image; kNN 0.45 at init -> 0.32): its two-pass halting objective "
     "needs a longer schedule than the learning test allows",
-    # I-JEPA-based digits recipes: 0.461 -> 0.517 / 0.550 with the old global-RNG loader order, 0.461 -> 0.489 / 0.442
-    # after the training loaders became (seed, epoch)-ordered (commit 0412d4c); 3, 4 and 10 epochs do not clear it
-    # either (10 epochs: 0.32, the pooled representation collapses)
-    "IJEPA": "I-JEPA's digits recipe sits at the +0.03 bar (0.461 -> 0.489 on the clean-clone run); needs retuning",
-    "SparseJEPA": "built on I-JEPA's digits recipe, which sits at the +0.03 bar (0.461 -> 0.442 on the clean-clone run)",
-    "SeqJEPA": "seq-JEPA's digits recipe sits at the +0.03 bar (0.603 -> 0.645 before the loader order change, 0.603 -> 0.631 on the clean-clone run)",
 }
 
 
