@@ -118,7 +118,7 @@ def test_learns_on_digits(method, tmp_path):
     random init."""
     L.seed_everything(0)
     model, data, recipe = build_from_recipe(method, batch_size=None)
-    epochs = min(recipe["trainer"]["max_epochs"], LEARNING_EPOCHS)
+    epochs = min(recipe["trainer"]["max_epochs"], LEARNING_EPOCHS_BY_METHOD.get(method, LEARNING_EPOCHS))
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=epochs,
@@ -139,6 +139,22 @@ def test_learns_on_digits(method, tmp_path):
 
 
 LEARNING_EPOCHS = 10  # at most; a digits recipe with fewer epochs is trained for its own number
+# shorter budgets for methods that clear the bar with a wide margin well before 10 epochs (kNN at init -> after
+# these epochs, measured on this 2-core CPU), to keep the suite's time down
+LEARNING_EPOCHS_BY_METHOD = {
+    "AMCL": 5,  # 0.653 -> 0.839
+    "BarlowTwins": 5,  # 0.653 -> 0.806
+    "VICReg": 5,  # 0.653 -> 0.803
+    "DDPMFeatures": 5,  # 0.814 -> 0.930
+    "CMIM": 5,  # 0.622 -> 0.878
+    "CMIMFramework": 5,  # 0.622 -> 0.878
+    "SIE": 6,  # 0.653 -> 0.769
+    "STProtoPNet": 4,  # 0.653 -> 0.953
+    "SimSiam": 6,  # 0.653 -> 0.789
+    "BYOL": 6,  # 0.653 -> 0.733
+    "DirectPred": 6,  # 0.653 -> 0.789
+    "DeepPermNet": 6,  # 0.653 -> 0.747
+}
 REPORT_ENV = "REPRZOO_LEARNING_REPORT"  # a folder: each learning test writes <method>.json there (README's table)
 
 
