@@ -29,20 +29,32 @@ shared 2-core CPU; results in BENCHMARKS.md); ``--quick`` is a smoke run of a fe
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
-import platform
-import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
+from _timing import (  # noqa: E402
+    PILImages,
+    environment,
+    image_loader,
+    images_per_s,
+    interleaved_rounds,
+    loadavg,
+    loader_images_per_s,
+    medians,
+    repeat,
+    reprzoo_optimizer,
+    shutdown,
+    sync,
+)
 
 # lightly's example settings
 EXAMPLE_BATCH_SIZE = 256
@@ -101,56 +113,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# --------------------------------------------------------------------------------------------- helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _images_per_s(batches: Iterable, step: Callable[[Any], None], warmup: int, steps: int, batch_size: int, device: torch.device) -> float:
-    """Run ``warmup`` untimed then ``steps`` timed calls of ``step`` on consecutive batches (loading included)."""
-    it = iter(batches)
-    for _ in range(warmup):
-        step(next(it))
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step(next(it))
-    _sync(device)
-    return steps * batch_size / (time.perf_counter() - t0)
-
-
-def _repeat(batch):
-    while True:
-        yield batch
-
-
-def _shutdown(*loaders) -> None:
-    """Stop the worker processes of finished loaders before the next candidate runs."""
-    for loader in loaders:
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-    gc.collect()
-
-
-class PILImages(Dataset):
-    """The same images as a torchvision dataset would give them: ``(transform(PIL image), label)``."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable):
-        from PIL import Image
-
-        self.images = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images]
-        self.labels = [int(y) for y in labels]
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        return self.transform(self.images[index]), self.labels[index]
-
-
 # --------------------------------------------------------------------------------------------- lightly side
 class LightlySimSiam(nn.Module):
     """The model of lightly's SimSiam example: torchvision ResNet-18 without its classifier + lightly's heads."""
@@ -195,15 +157,7 @@ def lightly_loader(images: torch.Tensor, labels: torch.Tensor, args, pin_memory:
     from lightly.transforms import SimSiamTransform
 
     dataset = PILImages(images, labels, SimSiamTransform(input_size=args.image_size))
-    return DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.workers,
-        pin_memory=pin_memory,
-        persistent_workers=args.workers > 0,  # as reprzoo's loaders; each round builds a new loader anyway
-    )
+    return image_loader(dataset, args.batch_size, args.workers, pin_memory)
 
 
 # --------------------------------------------------------------------------------------------- reprzoo side
@@ -239,18 +193,6 @@ def reprzoo_datamodule(args):
     )
 
 
-def reprzoo_optimizer(model) -> torch.optim.Optimizer:
-    """What ``configure_optimizers`` builds, without a Trainer: reprzoo's parameter groups and SGD."""
-    from reprzoo.lightning_modules.optim import build_optimizer, split_weight_decay
-
-    hp = model.hparams
-    groups: list[dict] = []
-    for group in model.param_groups():
-        options = {k: v for k, v in group.items() if k != "params"}
-        groups += split_weight_decay(group["params"], hp.weight_decay, **options)
-    return build_optimizer(hp.optimizer, groups, hp.lr, hp.momentum)
-
-
 def reprzoo_setup(device: torch.device):
     from reprzoo.lightning_modules import SimSiam
 
@@ -284,7 +226,7 @@ def reprzoo_trainer_images_per_s(args, device: torch.device) -> float:
             self.ends: list[float] = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            _sync(device)
+            sync(device)
             self.ends.append(time.perf_counter())
 
     timer = StepTimes()
@@ -306,49 +248,11 @@ def reprzoo_trainer_images_per_s(args, device: torch.device) -> float:
     if len(timer.ends) != args.warmup + args.steps:
         raise RuntimeError(f"Trainer ran {len(timer.ends)} steps, expected {args.warmup + args.steps}")
     elapsed = timer.ends[-1] - timer.ends[args.warmup - 1]
-    _shutdown(trainer.train_dataloader)
+    shutdown(trainer.train_dataloader)
     return args.steps * args.batch_size / elapsed
 
 
 # --------------------------------------------------------------------------------------------- benchmark
-def _environment(args, device: torch.device) -> dict[str, Any]:
-    import lightly
-    import lightning
-    import timm
-    import torchvision
-
-    import reprzoo
-
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    env = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "lightning": lightning.__version__,
-        "timm": timm.__version__,
-        "lightly": lightly.__version__,
-        "reprzoo": reprzoo.__version__,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*to_tensor.*deprecated.*")
@@ -357,7 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    load_start = _loadavg()
+    load_start = loadavg()
 
     datamodule = reprzoo_datamodule(args)
     datamodule.setup("fit")
@@ -384,31 +288,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lightly_step(premade)
     reprzoo_step(premade)
 
-    def lightly_e2e():
-        loader = lightly_loader(images, labels, args, pin_memory)
-        rate = _images_per_s(loader, lightly_step, args.warmup, args.steps, args.batch_size, device)
-        _shutdown(loader)
-        return rate
-
-    def reprzoo_e2e():
-        loader = reprzoo_datamodule(args).train_dataloader()
-        rate = _images_per_s(loader, reprzoo_step, args.warmup, args.steps, args.batch_size, device)
-        _shutdown(loader)
-        return rate
+    def through_loader(make_loader, step):
+        return lambda: loader_images_per_s(make_loader, step, args.warmup, args.steps, args.batch_size, device)
 
     def model_only(step):
-        return lambda: _images_per_s(_repeat(premade), step, 0, args.steps, args.batch_size, device)
+        return lambda: images_per_s(repeat(premade), step, 0, args.steps, args.batch_size, device)
 
     def pipeline_only(make_loader):
-        def measure():
-            loader = make_loader()
-            rate = _images_per_s(loader, lambda batch: None, args.warmup, args.steps, args.batch_size, device)
-            _shutdown(loader)
-            return rate
+        return through_loader(make_loader, lambda batch: None)
 
-        return measure
-
-    candidates: dict[str, Callable[[], float]] = {"lightly": lightly_e2e, "reprzoo": reprzoo_e2e}
+    candidates: dict[str, Callable[[], float]] = {
+        "lightly": through_loader(lambda: lightly_loader(images, labels, args, pin_memory), lightly_step),
+        "reprzoo": through_loader(lambda: reprzoo_datamodule(args).train_dataloader(), reprzoo_step),
+    }
     if not args.no_trainer:
         candidates["reprzoo_trainer"] = lambda: reprzoo_trainer_images_per_s(args, device)
     candidates["lightly_model_only"] = model_only(lightly_step)
@@ -417,17 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         candidates["lightly_pipeline_only"] = pipeline_only(lambda: lightly_loader(images, labels, args, pin_memory))
         candidates["reprzoo_pipeline_only"] = pipeline_only(lambda: reprzoo_datamodule(args).train_dataloader())
 
-    rounds: dict[str, list[float]] = {name: [] for name in candidates}
-    for r in range(args.rounds):
-        order = list(candidates) if r % 2 == 0 else list(reversed(candidates))
-        for name in order:
-            torch.set_num_threads(args.threads)  # the same for every candidate, whatever ran before
-            torch.manual_seed(args.seed + r)
-            rate = candidates[name]()
-            rounds[name].append(rate)
-            print(f"round {r + 1}/{args.rounds}  {name:24s} {rate:9.2f} images/s", file=sys.stderr, flush=True)
-
-    median = {name: statistics.median(values) for name, values in rounds.items()}
+    rounds = interleaved_rounds(candidates, args.rounds, args.threads, args.seed)
+    median = medians(rounds)
 
     def ratio(a: str, b: str) -> float | None:
         return median[a] / median[b] if a in median and b in median else None
@@ -465,14 +348,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "quick": args.quick,
             "reprzoo_augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in LIGHTLY_MATCHED_AUGMENTATION.items()},
         },
-        "environment": _environment(args, device),
+        "environment": environment(device),
         "parameters": params,
         "pipelines": pipelines,
         "ratios": ratios,
         "medians": median,
         "rounds": rounds,
         "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": loadavg(),
         "wall_s": time.perf_counter() - started,
     }
 
