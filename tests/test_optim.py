@@ -6,6 +6,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+import lightning as L
 import torch
 
 from reprzoo.lightning_modules import SimSiam
@@ -96,3 +97,25 @@ def test_ema_update_formula_and_frozen_target():
         online.weight.add_(1.0)
     ema_update(target, online, tau=0.9)
     torch.testing.assert_close(target.weight, 0.9 * before + 0.1 * online.weight)
+
+
+def test_fused_optimizer_only_when_asked_or_on_cuda():
+    params = [torch.nn.Parameter(torch.randn(3))]
+    assert not build_optimizer("sgd", [{"params": params}], 0.1).defaults.get("fused")  # CPU parameters: plain loop
+    fused = build_optimizer("adamw", [{"params": params}], 0.1, fused=True)
+    assert fused.defaults["fused"] is True
+
+
+def test_compile_option_compiles_the_backbone_in_place(tiny_trainer_kwargs):
+    """``compile=True`` compiles the backbone's forward when fit starts; parameter names and the trained result's
+    state dict keys stay those of the plain model (checkpoints and zoo exports do not change)."""
+    from reprzoo.datamodules import Digits
+    from reprzoo.lightning_modules import SimSiam
+
+    L.seed_everything(0)
+    model = SimSiam(backbone="resnet_tiny_cifar", num_classes=10, proj_hidden_dim=32, proj_output_dim=16, pred_hidden_dim=8,
+                    compile=True, compile_kwargs={"backend": "eager"})  # eager: no C++ toolchain needed in the test
+    keys = set(model.state_dict())
+    L.Trainer(**tiny_trainer_kwargs).fit(model, datamodule=Digits(batch_size=16))
+    assert model.backbone._compiled_call_impl is not None
+    assert set(model.state_dict()) == keys

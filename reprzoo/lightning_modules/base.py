@@ -68,6 +68,10 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         knn_k: neighbours of the kNN monitor.
         knn_temperature: temperature of its similarity weights.
         channels_last: run convolutions in channels-last memory format.
+        compile: compile the backbone's forward with ``torch.compile`` when training starts (in place: parameter
+            names and checkpoints are unchanged).
+        compile_kwargs: options of ``torch.compile``, e.g. ``{"mode": "max-autotune"}``.
+        fused_optimizer: torch's fused SGD/AdamW; ``None`` uses it when the parameters are on a CUDA device.
     """
 
     def __init__(
@@ -88,6 +92,9 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         knn_k: int = 200,
         knn_temperature: float = 0.1,
         channels_last: bool = False,
+        compile: bool = False,
+        compile_kwargs: dict[str, Any] | None = None,
+        fused_optimizer: bool | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -237,6 +244,11 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             return self.hparams.lr
         return scaled_lr(self.hparams.lr, batch, self.hparams.lr_reference_batch)
 
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.hparams.get("compile") and getattr(self.backbone, "_compiled_call_impl", None) is None:
+            self.backbone.compile(**(self.hparams.get("compile_kwargs") or {}))
+
     def configure_optimizers(self):
         hp = self.hparams
         lr = self.effective_lr()
@@ -246,7 +258,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             groups += split_weight_decay(group["params"], hp.weight_decay, **options)
         if self.probe is not None:
             groups.append({"name": "probe", "params": list(self.probe.parameters()), "lr": hp.probe_lr, "weight_decay": 0.0})
-        optimizer = build_optimizer(hp.optimizer, groups, lr, hp.momentum)
+        optimizer = build_optimizer(hp.optimizer, groups, lr, hp.momentum, fused=hp.get("fused_optimizer"))
         total = int(self.trainer.estimated_stepping_batches)
         warmup = int(hp.warmup_epochs * steps_per_epoch(total, self.trainer.max_epochs or 1))
         scheduler = build_scheduler(optimizer, hp.scheduler, warmup, total, hp.min_lr_ratio)

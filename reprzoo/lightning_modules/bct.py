@@ -60,6 +60,7 @@ class BCT(CompatibleModule):
         self.synthesised_bias: torch.Tensor | None = None
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self.synthesised_weight = self.synthesised_bias = None
         if self.old is None or not self.hparams.extend_old_classifier or getattr(self.old, "classifier", None) is None:
             return

@@ -58,6 +58,7 @@ class ExtraDimensionsModule(CompatibleModule):
             raise ValueError(f"the old model's representation has {width} dims, but old_dim is {self.hparams.old_dim}")
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         self.prototypes = self.old_class_means() if self.old is not None else None
 
     @torch.no_grad()
