@@ -34,6 +34,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_simsiam.py
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_methods.py
+	$(BIN)/python benchmarks/bench_fastpath.py --out .bench/bench_fastpath.json
+	$(BIN)/python benchmarks/bench_knn.py --out .bench/bench_knn.json
 
 clean:
 	rm -rf runs lightning_logs .pytest_cache

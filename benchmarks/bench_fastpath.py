@@ -17,7 +17,8 @@ five candidates are timed, interleaved over ``--rounds`` rounds (order reversed 
   input size on PIL images (what a torchvision dataset yields), a DataLoader and a plain PyTorch loop.
 * ``lightly_model_only``: the same training step on one batch of views made once (no data pipeline: the ceiling).
 * ``reprzoo_cpu``: ``reprzoo.lightning_modules.<Method>`` with the same head sizes on timm's ResNet (the same
-  architecture and parameter count as torchvision's; checked) and ``SyntheticImages(augment_on="cpu")``: the
+  architecture and parameter count as torchvision's; checked; the heads differ by a few thousand parameters:
+  reprzoo's BYOL heads have a bias before their BN, lightly's SimCLR output BN has affine parameters) and ``SyntheticImages(augment_on="cpu")``: the
   per-sample torchvision v2 augmentation in the loader, a plain loop around ``training_loss`` and an optimiser built
   by reprzoo's own helpers.
 * ``reprzoo_device``: the same with ``augment_on="device"``: the loader yields uint8 batches, augmented as whole
@@ -34,12 +35,16 @@ measurement builds a fresh loader over exactly ``warmup + steps`` batches. Throu
 (one image = its two views); medians over rounds are reported, with e2e/ceiling and reprzoo/lightly ratios.
 
 Budget: the defaults (batch 128 at 32 px and 16 at 224 px, 2 timed steps after 1 warmup step, 2 rounds, one torch
-thread and one loader worker) take about 15 minutes on an idle 2-core CPU, most of it ResNet-50 at 224 px. On a
-GPU use e.g. ``--device cuda --batch-size 256 --steps 20 --warmup 5 --workers 8 --threads 4 [--bf16]
+thread and one loader worker) run 28 training steps per method and setting (13 per round plus one untimed step per
+model) and are sized for about 15 minutes on an idle 2-core CPU, two thirds of it ResNet-50 at 224 px. A check run
+on the busy project machine (load 4-6 on 2 cores) trained ResNet-50 at 224 px at about 1 image/s (0.75 for BYOL):
+expect up to twice as long there. On a GPU use e.g.
+``--device cuda --batch-size 256 --steps 20 --warmup 5 --workers 8 --threads 4 [--bf16]
 [--channels-last]``.
 
 Run from the repository root: ``python benchmarks/bench_fastpath.py --out bench_fastpath.json``; ``--quick`` is a
-smoke run of a few seconds (16 px and 32 px images, batch 4, 1 step).
+smoke run (16 px and 32 px images, batch 4, 1 step: about 45 s for all six groups, 12 s for ``--settings
+resnet18@32``).
 """
 
 from __future__ import annotations
