@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import os
 import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
@@ -166,3 +168,18 @@ def environment(device: torch.device, packages: Iterable[str] = ("torchvision", 
         device_name=device_name(device),
     )
     return env
+
+
+def main(argv: list[str] | None, parse_args: Callable, run: Callable, report: Callable[[dict], str]) -> dict[str, Any]:
+    """A benchmark script's command line: parse, run, print the report, write the results to ``--out`` as JSON."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    args.argv = argv
+    results = run(args)
+    print(report(results))
+    out: Path | None = args.out
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"wrote {out}")
+    return results

@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import json
 import sys
 import time
 import warnings
@@ -64,6 +63,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
+import _timing  # noqa: E402
 from _timing import (  # noqa: E402
     PILImages,
     environment,
@@ -413,16 +413,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    args.argv = argv
-    results = run(args)
-    print(markdown_table(results))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
-    return results
+    return _timing.main(argv, parse_args, run, markdown_table)
 
 
 if __name__ == "__main__":

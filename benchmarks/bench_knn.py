@@ -24,7 +24,6 @@ Run from the repository root: ``python benchmarks/bench_knn.py --out bench_knn.j
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
+import _timing  # noqa: E402
 from _timing import environment, loadavg, sync  # noqa: E402
 
 from reprzoo.metrics.knn import weighted_knn_predict  # noqa: E402
@@ -180,16 +180,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    args.argv = argv
-    results = run(args)
-    print(markdown_table(results))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    return results
+    return _timing.main(argv, parse_args, run, markdown_table)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ shared 2-core CPU; results in BENCHMARKS.md); ``--quick`` is a smoke run of a fe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -41,6 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
+import _timing  # noqa: E402
 from _timing import (  # noqa: E402
     PILImages,
     environment,
@@ -381,20 +381,13 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def report(results: dict[str, Any]) -> str:
+    ratios = [f"{key}: {value:.3f}" for key, value in results["ratios"].items() if value is not None]
+    return "\n".join([markdown_table(results), *ratios])
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    args.argv = argv
-    results = run(args)
-    print(markdown_table(results))
-    for key, value in results["ratios"].items():
-        if value is not None:
-            print(f"{key}: {value:.3f}")
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    return results
+    return _timing.main(argv, parse_args, run, report)
 
 
 if __name__ == "__main__":
