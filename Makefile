@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/reprzoo demo
 
 test: install
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow and not ddp"
