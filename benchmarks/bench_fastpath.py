@@ -36,9 +36,8 @@ measurement builds a fresh loader over exactly ``warmup + steps`` batches. Throu
 
 Budget: the defaults (batch 128 at 32 px and 16 at 224 px, 2 timed steps after 1 warmup step, 2 rounds, one torch
 thread and one loader worker) run 28 training steps per method and setting (13 per round plus one untimed step per
-model) and are sized for about 15 minutes on an idle 2-core CPU, two thirds of it ResNet-50 at 224 px. A check run
-on the busy project machine (load 4-6 on 2 cores) trained ResNet-50 at 224 px at about 1 image/s (0.75 for BYOL):
-expect up to twice as long there. On a GPU use e.g.
+model): the full run took 32 minutes on the idle 2-core CPU (2026-11-23, BENCHMARKS.md), most of it ResNet-50 at
+224 px, which trains at about 1 image/s (0.7 for BYOL) on one thread. On a GPU use e.g.
 ``--device cuda --batch-size 256 --steps 20 --warmup 5 --workers 8 --threads 4 [--bf16]
 [--channels-last]``.
 

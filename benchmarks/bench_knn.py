@@ -17,7 +17,7 @@ dimensions, each sample its class centre plus Gaussian noise of standard deviati
 libraries interleaved. Reported: seconds per full classification, the ratio, both top-1 accuracies and the
 fraction of queries on which the two predictions agree.
 
-Run from the repository root: ``python benchmarks/bench_knn.py --out bench_knn.json`` (about 6 minutes on a
+Run from the repository root: ``python benchmarks/bench_knn.py --out bench_knn.json`` (about 2 minutes on a
 2-core CPU); ``--device cuda`` for a GPU; ``--quick`` is a smoke run of a few seconds (2,000 x 500, 64-d).
 """
 
