@@ -107,6 +107,12 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
 
+    def resize_probe(self, in_dim: int) -> None:
+        """Rebuild the online probe for ``in_dim`` features: for methods whose probed representation is not the
+        backbone's output (an embedding layer, concatenated members, an aggregate of tokens)."""
+        if self.probe is not None:
+            self.probe = OnlineLinearProbe(in_dim, self.probe.classifier.out_features)
+
     # ----------------------------------------------------------------- what a method provides
     @abc.abstractmethod
     def training_loss(

@@ -24,7 +24,6 @@ from reprzoo.lightning_modules.compatible import CompatibleModule, load_old_mode
 from reprzoo.lightning_modules.compatible_layers import OrthogonalLinear
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.compatible import cosine_distillation, prototype_alignment_loss, prototype_influence_loss
-from reprzoo.metrics import OnlineLinearProbe
 
 
 class ExtraDimensionsModule(CompatibleModule):
@@ -43,8 +42,7 @@ class ExtraDimensionsModule(CompatibleModule):
             raise ValueError(f"old_dim must be positive and extra_dim >= 0, got {old_dim} and {extra_dim}")
         super().__init__(**kwargs)
         self.feature_dim = self.representation_dim
-        if self.probe is not None:
-            self.probe = OnlineLinearProbe(self.feature_dim, self.hparams.num_classes)
+        self.resize_probe(self.feature_dim)
         self.prototypes: torch.Tensor | None = None
 
     def compatible_embed(self, x: torch.Tensor) -> torch.Tensor:

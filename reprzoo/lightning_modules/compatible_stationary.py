@@ -20,7 +20,6 @@ from reprzoo.lightning_modules.compatible import CompatibleModule
 from reprzoo.lightning_modules.compatible_layers import DSimplexClassifier, EquiangularBasisClassifier
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.compatible import cosine_distillation, higher_order_compatibility_loss
-from reprzoo.metrics import OnlineLinearProbe
 
 
 class FixedClassifierModule(CompatibleModule):
@@ -34,8 +33,7 @@ class FixedClassifierModule(CompatibleModule):
     def __init__(self, label_smoothing: float = 0.0, init_from_old: bool = True, **kwargs):
         super().__init__(init_from_old=init_from_old, **kwargs)
         self.feature_dim = self.classifier.in_dim  # the representation is the embedding layer's output
-        if self.probe is not None:
-            self.probe = OnlineLinearProbe(self.feature_dim, self.hparams.num_classes)
+        self.resize_probe(self.feature_dim)
 
     def build_classifier(self) -> nn.Module:
         classifier = self.fixed_classifier()

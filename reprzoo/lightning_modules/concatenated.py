@@ -10,7 +10,6 @@ from torch import nn
 from reprzoo.backbones import build_backbone
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
-from reprzoo.metrics import OnlineLinearProbe
 
 
 class ConcatenatedBackbones(nn.Module):
@@ -66,8 +65,7 @@ class CatN(EmbeddingModule):
         self.backbone = ConcatenatedBackbones(members)
         self.heads = nn.ModuleList(nn.Linear(m.num_features, hp.num_classes) for m in members)
         self.feature_dim = self.backbone.num_features
-        if self.probe is not None:
-            self.probe = OnlineLinearProbe(self.feature_dim, hp.num_classes)
+        self.resize_probe(self.feature_dim)
 
     def training_loss(self, views: list[torch.Tensor], labels: torch.Tensor | None = None, indices=None) -> TrainingOutput:
         if labels is None:

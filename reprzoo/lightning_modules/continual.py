@@ -20,7 +20,6 @@ from reprzoo.lightning_modules.compatible import CompatibleModule
 from reprzoo.lightning_modules.feature_maps import stage_channels, stage_maps
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.continual import der_auxiliary_loss, local_similarity, nca_loss, pod_flat, pod_spatial, pod_weight
-from reprzoo.metrics import OnlineLinearProbe
 
 
 def features_and_maps(backbone: nn.Module, x: torch.Tensor, num_levels: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -176,8 +175,7 @@ class DER(CompatibleModule):
         self.feature_dim = width
         self.classifier = nn.Linear(width, hp.num_classes)
         self.aux_classifier = nn.Linear(self.backbone.num_features, hp.num_classes + 1)  # sliced to |new| + 1
-        if self.probe is not None:
-            self.probe = OnlineLinearProbe(width, hp.num_classes)
+        self.resize_probe(width)
 
     def build_classifier(self) -> nn.Module:
         return nn.Linear(self.backbone.num_features * (self.hparams.num_old_extractors + 1), self.hparams.num_classes)

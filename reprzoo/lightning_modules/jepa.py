@@ -26,7 +26,6 @@ from reprzoo.lightning_modules.ema import copy_as_target
 from reprzoo.lightning_modules.heads import BYOLPredictionHead
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import group_lasso, jepa_loss, negative_cosine_similarity, oi_vae_loss
-from reprzoo.metrics import OnlineLinearProbe
 
 #: ViT options I-JEPA needs: patch tokens only, average pooling of the normalised tokens as the representation.
 VIT_DEFAULTS = PATCH_TOKEN_VIT
@@ -405,8 +404,8 @@ class SeqJEPA(EmbeddingModule):
         self.aggregator = nn.TransformerEncoder(layer, agg_layers, norm=nn.LayerNorm(width), enable_nested_tensor=False)
         self.predictor = BYOLPredictionHead(width + action_embed_dim, pred_hidden_dim, self.feature_dim)
         self.target_backbone = copy_as_target(self.backbone)
-        if representation == "aggregate" and self.probe is not None:  # the probe reads the aggregate
-            self.probe = OnlineLinearProbe(width, self.probe.classifier.out_features)
+        if representation == "aggregate":  # the probe reads the aggregate
+            self.resize_probe(width)
 
     @property
     def momentum_pairs(self):

@@ -12,7 +12,6 @@ from torch import nn
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.mim import a_mim_loss, cmim_contrastive_loss, gaussian_log_prob
-from reprzoo.metrics import OnlineLinearProbe
 
 
 class ConvDecoder(nn.Module):
@@ -92,8 +91,7 @@ class CMIM(EmbeddingModule):
         self.q_logvar = nn.Linear(self.feature_dim, latent_dim)
         self.decoder = ConvDecoder(latent_dim, image_size, width=decoder_width)
         self.embedding_dim = latent_dim + (decoder_width if embedding == "informative" else 0)
-        if self.probe is not None:  # the probe reads the method's embedding, not the trunk's features
-            self.probe = OnlineLinearProbe(self.embedding_dim, self.probe.classifier.out_features)
+        self.resize_probe(self.embedding_dim)  # the probe reads the method's embedding, not the trunk's features
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x): mean and (clamped) log-variance of the Gaussian encoder."""

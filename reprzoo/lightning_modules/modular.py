@@ -14,7 +14,6 @@ from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.compatible import CompatibleModule
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.continual import composition_log_prior, gaussian_log_likelihood
-from reprzoo.metrics import OnlineLinearProbe
 
 
 class LibraryModule(nn.Module):
@@ -131,8 +130,7 @@ class PICLE(CompatibleModule):
         self.backbone = ModularNet(modules)
         self.feature_dim = self.backbone.num_features
         self.hparams.path = list(path)
-        if self.probe is not None:
-            self.probe = OnlineLinearProbe(self.feature_dim, self.hparams.num_classes)
+        self.resize_probe(self.feature_dim)
 
     def build_classifier(self) -> nn.Module:
         return nn.Linear(self._widths[-1], self.hparams.num_classes)
