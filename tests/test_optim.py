@@ -119,3 +119,43 @@ def test_compile_option_compiles_the_backbone_in_place(tiny_trainer_kwargs):
     L.Trainer(**tiny_trainer_kwargs).fit(model, datamodule=Digits(batch_size=16))
     assert model.backbone._compiled_call_impl is not None
     assert set(model.state_dict()) == keys
+
+
+def test_channels_last_is_automatic_on_cuda_only(tiny_trainer_kwargs):
+    """``channels_last=None`` (the default) converts every 4-d weight, EMA targets included, when the trainer's
+    device is CUDA, and leaves a CPU run in the contiguous format; ``False`` keeps it off everywhere."""
+    from reprzoo.datamodules import Digits
+    from reprzoo.lightning_modules import BYOL
+
+    def byol(**kwargs):
+        return BYOL(backbone="resnet_tiny_cifar", num_classes=10, proj_hidden_dim=32, proj_output_dim=16, **kwargs)
+
+    def conv_weights(model):
+        return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    cpu = byol()
+    L.Trainer(**tiny_trainer_kwargs).fit(cpu, datamodule=Digits(batch_size=16))
+    assert not cpu.channels_last_active and all(w.is_contiguous() for w in conv_weights(cpu))
+
+    on_cuda = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    for setting, expected in ((None, True), (False, False)):
+        model = byol(channels_last=setting)
+        model._trainer = on_cuda  # the hook reads only the strategy's device
+        model.configure_model()
+        assert model.channels_last_active is expected
+        weights = conv_weights(model)
+        assert len(weights) > len(conv_weights(model.backbone))  # the target network's convolutions too
+        assert all(w.is_contiguous(memory_format=torch.channels_last) is expected for w in weights if w.shape[-1] > 1)
+        assert model._format(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last) is expected
+
+
+def test_cli_defaults_to_bf16_only_where_the_gpu_supports_it(monkeypatch):
+    from reprzoo.cli.training import default_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_precision() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert default_precision() is None  # e.g. a V100: float32 unless asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert default_precision() == "bf16-mixed"

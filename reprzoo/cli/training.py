@@ -59,10 +59,21 @@ def _check_class_names(args: list[str]) -> list[str]:
     return out
 
 
+def default_precision() -> str | None:
+    """``bf16-mixed`` where a CUDA device computes in bfloat16 (Ampere and later): about twice the convolution
+    throughput of float32 with float32's exponent range, so no loss scaling. ``None`` (Lightning's 32-bit) elsewhere."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return None
+
+
 class ReprzooCLI(LightningCLI):
     """LightningCLI in subclass mode (``--model SimSiam --data Digits``) with the zoo's defaults:
-    TensorBoard logs under ``runs/<method>/version_N``, a rich progress bar, the last checkpoint kept, and
-    ``metrics.json`` written in the run directory."""
+    TensorBoard logs under ``runs/<method>/version_N``, a rich progress bar, the last checkpoint kept,
+    ``metrics.json`` written in the run directory, and bf16 mixed precision on GPUs that support it
+    (``--trainer.precision 32-true`` turns it off)."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
         super().__init__(
@@ -83,6 +94,7 @@ class ReprzooCLI(LightningCLI):
                     ModelCheckpoint(save_last=True),
                     EmbeddingPlot(),
                 ],
+                **({"precision": precision} if (precision := default_precision()) else {}),
             },
             **kwargs,
         )

@@ -67,7 +67,8 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         probe_lr: absolute learning rate of the probe (no weight decay).
         knn_k: neighbours of the kNN monitor.
         knn_temperature: temperature of its similarity weights.
-        channels_last: run convolutions in channels-last memory format.
+        channels_last: run convolutions in channels-last memory format; ``None`` (default): on when training on a
+            CUDA device and the model has 2-d convolutions, where it speeds them up (off on CPU).
         compile: compile the backbone's forward with ``torch.compile`` when training starts (in place: parameter
             names and checkpoints are unchanged).
         compile_kwargs: options of ``torch.compile``, e.g. ``{"mode": "max-autotune"}``.
@@ -91,7 +92,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         probe_lr: float = 0.1,
         knn_k: int = 200,
         knn_temperature: float = 0.1,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
         compile: bool = False,
         compile_kwargs: dict[str, Any] | None = None,
         fused_optimizer: bool | None = None,
@@ -104,6 +105,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         self.knn = KNNAccuracy(num_classes, knn_k, knn_temperature) if num_classes else None
         self.feature_std = EmbeddingStd()
         self.feature_rank = EffectiveRank()
+        self.channels_last_active = bool(channels_last)
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
 
@@ -150,7 +152,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         return self.embed(x)
 
     def _format(self, x):
-        if self.hparams.channels_last and isinstance(x, torch.Tensor) and x.ndim == 4:
+        if self.channels_last_active and isinstance(x, torch.Tensor) and x.ndim == 4:
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -249,6 +251,14 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         if batch is None:
             return self.hparams.lr
         return scaled_lr(self.hparams.lr, batch, self.hparams.lr_reference_batch)
+
+    def configure_model(self) -> None:
+        # before the strategy moves and wraps the model and the optimiser is built: the auto channels-last switch
+        if self.hparams.get("channels_last") is None and not self.channels_last_active and self._trainer is not None:
+            on_cuda = self.trainer.strategy.root_device.type == "cuda"
+            if on_cuda and any(isinstance(m, nn.Conv2d) for m in self.modules()):
+                self.to(memory_format=torch.channels_last)  # every 4-d weight: backbones, EMA targets, decoders
+                self.channels_last_active = True
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
