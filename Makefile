@@ -11,7 +11,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[test]"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[test,bench]"
 	touch $@
 
 demo: install
