@@ -100,11 +100,10 @@ def test_directpred_stopgrad_variant_has_no_target():
 
 
 # known gaps, each with its reason; a method listed here still runs and is reported, but does not fail the suite
-LEARNING_KNOWN_FAILURES: dict[str, str] = {  # method -> reason, for a recipe known to miss the bar
-    "KARL": "KARL's digits recipe is seed-dependent: kNN +0.084, +0.044 and -0.047 after 8 epochs for seeds 0, 1 and 2 "
-    "(lr 3e-4; at 4e-3 its latent tokens stayed image-independent): its two-pass halting objective needs a longer "
-    "schedule than the learning test allows",
-}
+# method -> reason, for a recipe known to miss the bar (a non-strict xfail). Empty: every recipe clears it at the
+# test's seed 0. KARL's is seed-dependent (kNN +0.084, +0.044 and -0.047 after 8 epochs for seeds 0, 1 and 2, lr
+# 3e-4): the test checks seed 0, and the README says so.
+LEARNING_KNOWN_FAILURES: dict[str, str] = {}
 
 
 @pytest.mark.slow
