@@ -11,7 +11,6 @@ import copy
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
 
 from reprzoo.datamodules import BANK, QUERY, ClassIncremental, Digits
 from reprzoo.lightning_modules import BCT

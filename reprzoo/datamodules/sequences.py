@@ -337,7 +337,7 @@ class GeneratedFrames(EmbeddingDataModule):
                 if y < lo or y > hi:  # bounce off a wall
                     y = 2 * (lo if y < lo else hi) - y
                     vy = -vy
-                for i, px in enumerate((left_x, right_x)):
+                for i in range(len(paddles)):
                     target = y + 1 - paddles[i]
                     step = max(-1.5, min(1.5, target)) + 0.3 * float(torch.randn((), generator=g))
                     paddles[i] = max(half, min(s - half, paddles[i] + step))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reprzoo.backbones import build_backbone

@@ -142,7 +142,7 @@ def export_run(
         "architecture": {
             "backbone": backbone_name,
             "backbone_kwargs": backbone_kwargs,
-            "embedding_dim": int(getattr(encoder, "num_features")),
+            "embedding_dim": int(encoder.num_features),
             "num_params": sum(p.numel() for p in encoder.parameters()),
             "nested_dims": _nested_dims(module),  # trained prefix sizes of nested (Matryoshka) embeddings
         },
