@@ -1,4 +1,5 @@
-"""Callbacks every run gets: metrics.json in the run directory, written atomically on rank zero."""
+"""Callbacks every run gets (metrics.json in the run directory, written atomically on rank zero; the embedding
+plot), and ``PreciseBatchNorm``, which a run adds when its final BatchNorm statistics matter."""
 
 from __future__ import annotations
 
@@ -133,3 +134,78 @@ def tsne_figure(features: torch.Tensor, labels: torch.Tensor, seed: int = 0):
         axis.legend(*scatter.legend_elements(), loc="best", fontsize=6, markerscale=0.6)
     figure.tight_layout()
     return figure
+
+
+class PreciseBatchNorm(L.Callback):
+    """Recompute the backbone's BatchNorm running statistics after the last training batch as plain averages over
+    ``num_batches`` training batches, with the trained weights ("precise BN", Radosavovic et al., "On Network Design
+    Spaces for Visual Recognition", arXiv:1905.13214; Wu & Johnson, "Rethinking 'Batch' in BatchNorm",
+    arXiv:2105.07576). The weights do not change; the final validation and checkpoint see the new statistics.
+
+    The exponential running averages lag the weights by about ``1 / momentum`` steps, so a short run ends with
+    evaluation-mode features far from its training-mode ones (measured: cosine 0.57 after one digits epoch, 0.94
+    after three). That matters most for a model that will serve as the frozen old model of a compatible successor:
+    losses that match the successor's training-mode features to the old model's evaluation-mode ones then chase
+    the lag (Stationary Representations' successor of a 1-epoch digits model, cross-model mAP against the old
+    model's own 0.760 without: 0.685; against 0.895 with: 0.925).
+
+    Batches come from a fresh training loader of the datamodule (the running loop's loader and its resume state are
+    left alone) through the transfer hooks (device augmentation included); only the first view is used. Under DDP
+    each rank averages its shard, then the statistics are averaged across ranks.
+    ``reprzoo fit ... --trainer.callbacks+=PreciseBatchNorm``.
+
+    Args:
+        num_batches: training batches to average over (fewer when the loader is shorter).
+    """
+
+    def __init__(self, num_batches: int = 200):
+        if num_batches < 1:
+            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+        self.num_batches = num_batches
+        self.batches_used = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        last_epoch = trainer.is_last_batch and trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if last_step or last_epoch:
+            datamodule = trainer.datamodule
+            loader = datamodule.train_dataloader() if datamodule is not None else trainer.train_dataloader
+            self.batches_used = recalibrate_batchnorm(pl_module, loader, self.num_batches)
+            if trainer.world_size > 1:
+                for m in batchnorms(pl_module.backbone):
+                    m.running_mean.copy_(trainer.strategy.reduce(m.running_mean, reduce_op="mean"))
+                    m.running_var.copy_(trainer.strategy.reduce(m.running_var, reduce_op="mean"))
+
+
+def batchnorms(module: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(pl_module: L.LightningModule, loader, num_batches: int) -> int:
+    """Replace the running statistics of ``pl_module.backbone``'s BatchNorm layers by their average over the first
+    ``num_batches`` batches of ``loader`` (``embed`` of each batch's first view); returns the batches used."""
+    norms = batchnorms(pl_module.backbone)
+    if not norms or loader is None:
+        return 0
+    was_training, momenta = pl_module.training, [m.momentum for m in norms]
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    pl_module.train()
+    used = 0
+    try:
+        for batch in loader:
+            if used >= num_batches:
+                break
+            views = pl_module._apply_batch_transfer_handler(batch, pl_module.device)[0]
+            pl_module.embed(views[0] if isinstance(views, (list, tuple)) else views)
+            used += 1
+    finally:
+        for m, momentum, state in zip(norms, momenta, saved):
+            m.momentum = momentum
+            if int(m.num_batches_tracked) == 0:  # not reached by embed (or no batch): keep what it had
+                m.load_state_dict(state)
+        pl_module.train(was_training)
+    return used
