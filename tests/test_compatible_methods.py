@@ -222,7 +222,7 @@ def test_prototype_losses_match_loops():
 
 # ----------------------------------------------------------------------------- successors stay compatible (slow)
 SUCCESSOR_EPOCHS = 3
-ALL_OLD_DATA = 10**6  # replay every old image: the successor is trained on all 10 digits (a model upgrade)
+ALL_OLD_DATA = "all"  # replay every old image: the successor is trained on all 10 digits (a model upgrade)
 
 
 def recipe_parts(method: str, task: int, memory_per_class: int | None = None, cls=None, **overrides):

@@ -71,6 +71,17 @@ def test_memory_holds_exactly_memory_per_class_of_every_old_class():
     assert set(data.memory_indices.tolist()) <= first
 
 
+def test_memory_all_replays_every_old_image():
+    data = ClassIncremental(Digits(), num_tasks=2, task=1, memory_per_class="all")
+    data.setup()
+    labels = all_labels(data.train_dataloader().dataset.base)
+    base_labels = dataset_labels(data._full[0])
+    assert np.bincount(labels, minlength=10).tolist() == np.bincount(data.label_map[base_labels], minlength=10).tolist()
+    for bad in (-1, "some"):
+        with pytest.raises(ValueError, match="memory_per_class"):
+            ClassIncremental(Digits(), memory_per_class=bad)
+
+
 def test_evaluation_covers_seen_classes_only():
     data = ClassIncremental(Digits(), num_tasks=2, task=0)
     data.setup()

@@ -26,7 +26,7 @@ Hooks for methods (what ``trainer.datamodule`` offers during ``fit``):
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -106,7 +106,8 @@ class ClassIncremental(EmbeddingDataModule):
         num_tasks: number of tasks.
         initial_classes: classes of the first task (the "50 + 5 x 10" protocols); ``None`` splits evenly.
         task: the current task, ``0 .. num_tasks - 1``.
-        memory_per_class: replay exemplars kept for every old class (0: no replay).
+        memory_per_class: replay exemplars kept for every old class (0: no replay; ``"all"``: every old image, a
+            successor trained on all the data seen so far, as in a model upgrade).
         memory_seed: seed of the random exemplar selection.
         class_order_seed: seed of a random class order; ``None`` keeps the base's label order.
         batch_size: overrides the base's batch size (``None``: the base's).
@@ -118,7 +119,7 @@ class ClassIncremental(EmbeddingDataModule):
         num_tasks: int = 2,
         initial_classes: int | None = None,
         task: int = 0,
-        memory_per_class: int = 20,
+        memory_per_class: int | Literal["all"] = 20,
         memory_seed: int = 0,
         class_order_seed: int | None = None,
         batch_size: int | None = None,
@@ -127,8 +128,8 @@ class ClassIncremental(EmbeddingDataModule):
         if batch_size is not None:
             base.batch_size = batch_size
         super().__init__(batch_size=base.batch_size, num_workers=base.num_workers, pin_memory=base.pin_memory)
-        if memory_per_class < 0:
-            raise ValueError(f"memory_per_class must be >= 0, got {memory_per_class}")
+        if memory_per_class != "all" and (isinstance(memory_per_class, str) or memory_per_class < 0):
+            raise ValueError(f"memory_per_class must be >= 0 or 'all', got {memory_per_class!r}")
         self.base = base
         self.num_classes = int(base.num_classes)
         self.num_tasks, self.initial_classes = num_tasks, initial_classes
@@ -229,7 +230,7 @@ class ClassIncremental(EmbeddingDataModule):
         for c in range(first_new):
             members = np.flatnonzero(labels == c)
             rng = np.random.default_rng([self.memory_seed, self.class_order[c]])
-            keep = min(self.memory_per_class, len(members))
+            keep = len(members) if self.memory_per_class == "all" else min(self.memory_per_class, len(members))
             chosen.append(np.sort(rng.choice(members, size=keep, replace=False)) if keep else members[:0])
         return np.concatenate(chosen).astype(np.int64) if chosen else np.zeros(0, dtype=np.int64)
 
