@@ -59,3 +59,17 @@ def test_callback_recalibrates_after_the_last_training_batch(tiny_trainer_kwargs
     L.Trainer(**kwargs).fit(model, datamodule=Digits(batch_size=16))
     assert precise.batches_used == 3  # once, from a fresh loader of the datamodule
     assert int(batchnorms(model.backbone)[0].num_batches_tracked) == 3
+
+
+def test_callback_with_max_steps_recalibrates_once_at_the_last_step(tiny_trainer_kwargs, monkeypatch):
+    import reprzoo.lightning_modules.callbacks as callbacks
+    from reprzoo.datamodules import Digits
+
+    calls = []
+    original = callbacks.recalibrate_batchnorm
+    monkeypatch.setattr(callbacks, "recalibrate_batchnorm", lambda *a, **k: calls.append(1) or original(*a, **k))
+    L.seed_everything(0)
+    model, precise = tiny_simsiam(), PreciseBatchNorm(num_batches=2)
+    kwargs = {**tiny_trainer_kwargs, "max_epochs": -1, "max_steps": 3, "limit_train_batches": 2, "callbacks": [precise]}
+    L.Trainer(**kwargs).fit(model, datamodule=Digits(batch_size=16))
+    assert len(calls) == 1 and precise.batches_used == 2  # not at the end of epoch 0 (max_epochs -1: unbounded)

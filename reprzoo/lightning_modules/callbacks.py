@@ -166,7 +166,8 @@ class PreciseBatchNorm(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
-        last_epoch = trainer.is_last_batch and trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        bounded = trainer.max_epochs is not None and trainer.max_epochs > 0  # -1: until max_steps
+        last_epoch = trainer.is_last_batch and bounded and trainer.current_epoch + 1 >= trainer.max_epochs
         if last_step or last_epoch:
             datamodule = trainer.datamodule
             loader = datamodule.train_dataloader() if datamodule is not None else trainer.train_dataloader
@@ -199,6 +200,7 @@ def recalibrate_batchnorm(pl_module: L.LightningModule, loader, num_batches: int
         for batch in loader:
             if used >= num_batches:
                 break
+            # Lightning's own transfer path (private): the datamodule's device augmentation runs as in training
             views = pl_module._apply_batch_transfer_handler(batch, pl_module.device)[0]
             pl_module.embed(views[0] if isinstance(views, (list, tuple)) else views)
             used += 1
