@@ -120,7 +120,7 @@ class PILImages(Dataset):
 
 def reprzoo_optimizer(model) -> torch.optim.Optimizer:
     """What ``configure_optimizers`` builds, without a Trainer: reprzoo's parameter groups and optimiser."""
-    from reprzoo.lightning_modules.optim import build_optimizer, split_weight_decay
+    from reprzoo.training.optim import build_optimizer, split_weight_decay
 
     hp = model.hparams
     groups: list[dict] = []

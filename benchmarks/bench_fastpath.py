@@ -223,7 +223,7 @@ def reprzoo_model(method: str, setting: Setting) -> nn.Module:
 
 def reprzoo_ema(model) -> Callable[[int], None]:
     """What the base's ``on_train_batch_end`` does after each step (BYOL's EMA; nothing for the others)."""
-    from reprzoo.lightning_modules.ema import cosine_tau, ema_update
+    from reprzoo.components.ema import cosine_tau, ema_update
 
     def update(step: int) -> None:
         for online, target in model.momentum_pairs:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reprzoo.lightning_modules import ALIT, KARL, Nugget
-from reprzoo.lightning_modules.adaptive_tokens import NuggetSelector, PixelDecoder, masked_mean
+from reprzoo.lightning_modules.nested.adaptive_tokens import NuggetSelector, PixelDecoder, masked_mean
 from reprzoo.losses.adaptive_tokens import (
     Nuggets,
     alit_rollout_weights,
@@ -199,7 +199,7 @@ def test_alit_adds_tokens_per_rollout_and_halts_reconstructed_patches():
     outputs = model.rollouts(images)
     assert [latents.shape[1] for latents, _ in outputs] == [2, 4, 6]
     assert all(rec.shape == (2, 16, 48) for _, rec in outputs)
-    assert model.embed(images).shape == (2, 32) and model.embed(images, num_rollouts=1).shape == (2, 32)
+    assert model.embed(images).shape == (2, 32) and model.pooled_tokens(images, num_rollouts=1).shape == (2, 32)
     # with a threshold no error exceeds, every patch is halted after rollout 1: from rollout 2 on, the encoder's
     # image tokens are the mask token at each position, the same for every image
     inputs = []
@@ -253,7 +253,7 @@ def test_karl_halting_objective_matches_pass_targets(monkeypatch):
     """Pass 1 asks every token of the budget to stay active, pass 2 asks the tokens past the budget to halt."""
     model = KARL(max_tokens=8, token_counts=[3], halting_hidden=16, **SMALL)
     seen = []
-    import reprzoo.lightning_modules.adaptive_tokens as module
+    import reprzoo.lightning_modules.nested.adaptive_tokens as module
 
     def spy(logits, num_active):
         seen.append((logits.shape[1], num_active.tolist()))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from reprzoo.datamodules import Digits
 from reprzoo.lightning_modules import BECLR
-from reprzoo.lightning_modules.beclr import DynamicClusteredMemory, mask_patches
+from reprzoo.lightning_modules.vision_ssl.beclr import DynamicClusteredMemory, mask_patches
 from reprzoo.losses import alignment_loss, balanced_assignments, beclr_loss, opta, uniformity_loss
 
 

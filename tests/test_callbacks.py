@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reprzoo.lightning_modules import SimSiam
-from reprzoo.lightning_modules.callbacks import PreciseBatchNorm, batchnorms, recalibrate_batchnorm
+from reprzoo.training.callbacks import PreciseBatchNorm, batchnorms, recalibrate_batchnorm
 
 
 def tiny_simsiam() -> SimSiam:
@@ -62,7 +62,7 @@ def test_callback_recalibrates_after_the_last_training_batch(tiny_trainer_kwargs
 
 
 def test_callback_with_max_steps_recalibrates_once_at_the_last_step(tiny_trainer_kwargs, monkeypatch):
-    import reprzoo.lightning_modules.callbacks as callbacks
+    import reprzoo.training.callbacks as callbacks
     from reprzoo.datamodules import Digits
 
     calls = []

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.lightning_modules.compatible_layers import (
+from reprzoo.lightning_modules.compatible.layers import (
     DSimplexClassifier,
     EquiangularBasisClassifier,
     HouseholderProjector,
@@ -332,7 +332,7 @@ def test_stationary_upgrade_meets_ecc_when_the_first_model_has_precise_batchnorm
     0.950 < 0.983, 0.978 > 0.972), so mAP is the criterion checked here."""
     import lightning as L
 
-    from reprzoo.lightning_modules.callbacks import PreciseBatchNorm
+    from reprzoo.training.callbacks import PreciseBatchNorm
 
     method = "StationaryRepresentations"
     L.seed_everything(0)

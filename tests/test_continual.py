@@ -217,7 +217,7 @@ def test_der_freezes_old_extractor_and_grows(tmp_path):
 @pytest.mark.slow
 def test_nws_composes_the_second_task_from_the_frozen_pools(tmp_path):
     from reprzoo.lightning_modules import NWS
-    from reprzoo.lightning_modules.weight_search import PooledConv2d
+    from reprzoo.lightning_modules.compatible.weight_search import PooledConv2d
 
     common = dict(backbone="resnet_tiny_cifar", num_classes=10, pool_size=16, knn_k=20, online_probe=False)
     L.seed_everything(0)

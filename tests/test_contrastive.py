@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from reprzoo.datamodules import SimCLRTransform, build_augmentation
 from reprzoo.lightning_modules import SimCLR
-from reprzoo.lightning_modules.simclr import SimCLRProjectionHead
+from reprzoo.lightning_modules.vision_ssl.simclr import SimCLRProjectionHead
 from reprzoo.losses import nt_xent
 
 TINY = dict(backbone="resnet_tiny_cifar", num_classes=4, knn_k=5)
@@ -89,7 +89,7 @@ def test_mocov2_loss_queue_and_key_encoder():
 
 def test_mocov3_heads_and_symmetrised_scaled_loss():
     from reprzoo.lightning_modules import MoCoV3
-    from reprzoo.lightning_modules.moco import MoCoV3Head
+    from reprzoo.lightning_modules.vision_ssl.moco import MoCoV3Head
 
     head = MoCoV3Head(8, 16, 4, num_layers=3)
     linears = [m for m in head.layers if isinstance(m, torch.nn.Linear)]
@@ -216,7 +216,7 @@ def test_gsimclr_pseudo_labels_from_the_autoencoder(tiny_trainer_kwargs):
 
 
 def test_denoising_autoencoder_shapes():
-    from reprzoo.lightning_modules.gsimclr import DenoisingAutoencoder
+    from reprzoo.lightning_modules.vision_ssl.gsimclr import DenoisingAutoencoder
 
     dae = DenoisingAutoencoder(channels=(4, 8, 16))
     x = torch.randn(2, 3, 16, 16)
@@ -308,7 +308,7 @@ def test_interclr_builds_its_memory_at_fit_start(tiny_trainer_kwargs):
 
 def test_interclr_memory_update_relabels_by_nearest_centroid():
     from reprzoo.lightning_modules import InterCLR
-    from reprzoo.lightning_modules.memory import MemoryBank
+    from reprzoo.components.memory import MemoryBank
 
     model = InterCLR(**{**INTERCLR, "min_cluster_size": 1})
     model.memory = MemoryBank(6, 2, momentum=0.0)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from scipy.stats import norm
 
 from reprzoo.lightning_modules import DBPM
-from reprzoo.lightning_modules.dbpm import PairLossMemory
+from reprzoo.lightning_modules.vision_ssl.dbpm import PairLossMemory
 from reprzoo.losses import find_bad_pairs, gaussian_weights, historical_loss, nt_xent, nt_xent_per_sample
 
 

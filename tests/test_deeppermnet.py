@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reprzoo.lightning_modules import DeepPermNet
-from reprzoo.lightning_modules.deeppermnet import grid_tiles, shuffle_tiles
+from reprzoo.lightning_modules.vision_ssl.deeppermnet import grid_tiles, shuffle_tiles
 from reprzoo.losses import permutation_loss, permutation_matrix, sinkhorn
 
 

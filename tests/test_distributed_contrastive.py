@@ -56,7 +56,7 @@ def test_two_ranks_give_the_single_process_loss_and_gradient(records, loss_name)
 
 @pytest.mark.ddp
 def test_two_ranks_enqueue_the_single_process_queue(records):
-    from reprzoo.lightning_modules.memory import MemoryQueue
+    from reprzoo.components.memory import MemoryQueue
 
     recs, script = records
     data = script.global_inputs()

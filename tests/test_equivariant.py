@@ -10,7 +10,7 @@ import torch
 from reprzoo.datamodules.rotation_pairs import RotationPairsTransform
 from reprzoo.datamodules.transforms import AUGMENTATIONS
 from reprzoo.lightning_modules import SIE
-from reprzoo.lightning_modules.equivariant import HyperNetworkPredictor
+from reprzoo.lightning_modules.vision_ssl.equivariant import HyperNetworkPredictor
 from reprzoo.losses import sie_loss
 
 

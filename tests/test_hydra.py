@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from reprzoo.lightning_modules import Hydra
-from reprzoo.lightning_modules.hydra import FeatureFilter
+from reprzoo.lightning_modules.vision_ssl.hydra import FeatureFilter
 from reprzoo.losses import class_pair_contrastive_loss, gate_entropy, gated_cosine
 
 

@@ -13,7 +13,7 @@ from reprzoo.datamodules import Digits, eval_transform
 from reprzoo.datamodules.action_sequence import ACTION_PARAMS, ActionSequenceTransform
 from reprzoo.lightning_modules import IJEPA, SeqJEPA, SparseJEPA
 from reprzoo.backbones.vit_tokens import sincos_pos_embed, vit_patch_tokens
-from reprzoo.lightning_modules.jepa import JEPAPredictor, MultiBlockMasks
+from reprzoo.lightning_modules.vision_ssl.jepa import JEPAPredictor, MultiBlockMasks
 from reprzoo.losses import gaussian_kl, group_lasso, jepa_loss, oi_vae_loss
 
 VIT = dict(img_size=32, patch_size=4, depth=2, embed_dim=32, num_heads=2)

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from reprzoo.lightning_modules.memory import MemoryBank, MemoryQueue
+from reprzoo.components.memory import MemoryBank, MemoryQueue
 from reprzoo.losses import info_nce, nt_xent, sinkhorn, supervised_contrastive
 
 

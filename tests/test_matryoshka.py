@@ -203,7 +203,7 @@ def test_export_records_no_nested_dims_for_plain_methods():
 
 # ------------------------------------------------------------------------------------------------ components
 def test_sorted_mlp_sub_networks_are_prefixes():
-    from reprzoo.lightning_modules.nested_layers import SortedMLP
+    from reprzoo.lightning_modules.nested.layers import SortedMLP
 
     mlp = SortedMLP([12, 20, 16, 5], width_fractions=(0.25, 0.5, 1.0), norm=True).eval()
     x = torch.randn(4, 12)
@@ -227,7 +227,7 @@ def test_sorted_mlp_sub_networks_are_prefixes():
 
 
 def test_sorted_linear_refuses_oversized_sub_layers():
-    from reprzoo.lightning_modules.nested_layers import SortedLinear
+    from reprzoo.lightning_modules.nested.layers import SortedLinear
 
     layer = SortedLinear(8, 6)
     x = torch.randn(2, 3)
@@ -237,7 +237,7 @@ def test_sorted_linear_refuses_oversized_sub_layers():
 
 
 def test_maestro_truncation_and_ordered_dropout():
-    from reprzoo.lightning_modules.nested_layers import OrderedLowRankLinear
+    from reprzoo.lightning_modules.nested.layers import OrderedLowRankLinear
 
     linear = torch.nn.Linear(10, 7)
     full = OrderedLowRankLinear.from_linear(linear).eval()

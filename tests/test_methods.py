@@ -53,8 +53,14 @@ def test_every_method_has_a_title_and_a_digits_recipe():
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
-def test_trains_a_few_steps(method, tiny_trainer_kwargs):
-    model, data, _ = build_from_recipe(method)
+def test_trains_a_few_steps_and_round_trips_through_the_hub(method, tiny_trainer_kwargs, tmp_path, monkeypatch):
+    """Every registered method: a few CPU steps, then push to a temporary local hub; ``load(name).embed`` equals
+    the trained method's ``embed`` on the same batch (the representation it was measured on, in the form and
+    size its config records) and ``load_method(name)`` restores every tensor."""
+    from reprzoo.zoo.api import load, load_method, push
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    model, data, recipe = build_from_recipe(method)
     before = copy.deepcopy(model.backbone.state_dict())
     trainer = L.Trainer(**tiny_trainer_kwargs)
     trainer.fit(model, datamodule=data)
@@ -63,6 +69,94 @@ def test_trains_a_few_steps(method, tiny_trainer_kwargs):
     assert 0.0 <= metrics["val/knn_top1"] <= 1.0 and "val/probe_top1" in metrics
     changed = [k for k, v in model.backbone.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert changed, "no backbone weight changed"
+
+    run_dir = write_run(tmp_path / "run", trainer, model, recipe)
+    name = f"{method.lower()}-tiny-digits.roundtrip"
+    config = push(run_dir, name).config
+    assert config["architecture"]["representation"]["kind"] == model.representation_kind
+    assert not absolute_paths(config), f"a pushed config names local paths: {absolute_paths(config)}"
+    x = next(iter(data.val_dataloader()[1]))[0][:8]
+    model.eval()
+    with torch.no_grad():
+        expected = model.embed(x)
+        loaded = load(name)
+        got = loaded.embed(x)
+        assert got.shape == expected.shape and expected.shape[-1] == config["architecture"]["embedding_dim"]
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        restored = load_method(name).eval()
+        torch.testing.assert_close(restored.embed(x), expected, rtol=1e-5, atol=1e-5)
+    own = {k: v for k, v in model.state_dict().items() if k in restored.state_dict()}
+    for key, value in restored.state_dict().items():
+        if key in own and value.dtype.is_floating_point:
+            torch.testing.assert_close(value, own[key], msg=f"{method}: {key} differs after load_method")
+
+
+SUCCESSOR_METHODS = sorted(
+    m.name for m in list_methods() if issubclass(m.cls, importlib.import_module("reprzoo.lightning_modules.compatible.base").CompatibleModule)
+)
+
+
+@pytest.mark.parametrize("method", SUCCESSOR_METHODS)
+def test_a_compatible_successor_round_trips_through_the_hub(method, tiny_trainer_kwargs, tmp_path, monkeypatch):
+    """A successor (second task, frozen old model) of every compatible method pushes without its old model and
+    loads back embedding exactly as it did when its compatibility was measured."""
+    from reprzoo.zoo.api import load, load_method, push
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    recipe = digits_recipe(method)
+    if not recipe["data"]["class_path"].endswith("ClassIncremental"):  # a single-problem recipe: two tasks of it
+        recipe["data"] = {"class_path": "reprzoo.datamodules.ClassIncremental", "init_args": {"base": recipe["data"], "num_tasks": 2}}
+    recipe["data"]["init_args"]["base"]["init_args"]["batch_size"] = 32
+    tasks = [datamodule_from_recipe({"data": {**recipe["data"], "init_args": {**recipe["data"]["init_args"], "task": t}}}) for t in (0, 1)]
+    old = get_method(method)(num_classes=tasks[0].num_classes, **recipe["model"]["init_args"])
+    L.Trainer(**tiny_trainer_kwargs).fit(old, datamodule=tasks[0])
+    recipe["data"]["init_args"]["task"] = 1
+    data = tasks[1]
+    model = get_method(method)(num_classes=data.num_classes, **recipe["model"]["init_args"])
+    model.set_old_model(old)
+    if hasattr(model, "set_independent_model"):
+        model.set_independent_model(old)
+    trainer = L.Trainer(**tiny_trainer_kwargs)
+    trainer.fit(model, datamodule=data)
+    assert "val/compat_top1" in trainer.callback_metrics
+
+    name = f"{method.lower()}-tiny-digits.successor"
+    config = push(write_run(tmp_path / "run", trainer, model, recipe), name).config
+    assert not absolute_paths(config)
+    x = next(iter(data.val_dataloader()[1]))[0][:8]
+    model.eval()
+    with torch.no_grad():
+        expected = model.embed(x)
+        loaded = load(name)
+        torch.testing.assert_close(loaded.embed(x), expected, rtol=1e-5, atol=1e-5)
+        compatible = model.compatible_embed(x)
+        prefix = loaded.compatible_dim or expected.shape[-1]
+        torch.testing.assert_close(loaded.embed(x)[:, :prefix], compatible, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(load_method(name).eval().embed(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def write_run(run_dir: Path, trainer: L.Trainer, model, recipe: dict) -> Path:
+    """A run folder as ``reprzoo fit`` writes it: config.yaml (the resolved LightningCLI config) and last.ckpt."""
+    run_dir.mkdir(parents=True)
+    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": trainer.max_epochs},
+        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
+        "data": recipe["data"],
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return run_dir
+
+
+def absolute_paths(value, where: str = "") -> list[str]:
+    """Places in a config holding an absolute or home-relative path."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in absolute_paths(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in absolute_paths(v, f"{where}[{i}]")]
+    return [f"{where}={value}"] if isinstance(value, str) and value.startswith(("/", "~")) else []
 
 
 def test_single_validation_loader_is_queries(tiny_trainer_kwargs):

@@ -10,8 +10,8 @@ import lightning as L
 import torch
 
 from reprzoo.lightning_modules import SimSiam
-from reprzoo.lightning_modules.ema import copy_as_target, cosine_tau, ema_update
-from reprzoo.lightning_modules.optim import (
+from reprzoo.components.ema import copy_as_target, cosine_tau, ema_update
+from reprzoo.training.optim import (
     build_optimizer,
     build_scheduler,
     global_batch_size,

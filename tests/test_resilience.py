@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from reprzoo.datamodules.base import TransformedDataset
 from reprzoo.datamodules.resumable import ResumableDataLoader, ResumableSampler, sample_seed
-from reprzoo.lightning_modules.checkpointing import atomic_torch_save, checkpoint_step, find_resume_checkpoint
+from reprzoo.training.checkpointing import atomic_torch_save, checkpoint_step, find_resume_checkpoint
 
 SCRIPTS = Path(__file__).parent / "ddp_scripts"
 

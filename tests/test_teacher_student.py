@@ -149,7 +149,7 @@ def test_dino_freezes_last_layer_first_epoch_and_schedules_weight_decay(tiny_tra
 
 
 # ----------------------------------------------------------------------------------------------- OBoW
-from reprzoo.lightning_modules.feature_maps import stage_channels, stage_maps  # noqa: E402
+from reprzoo.components.feature_maps import stage_channels, stage_maps  # noqa: E402
 from reprzoo.losses import bow_from_distances, bow_logits, bow_prediction_loss, squared_distances  # noqa: E402
 
 
@@ -318,7 +318,7 @@ def test_mobilevos_levels_and_task_loss(level):
 
 
 def test_sample_pixels_picks_locations():
-    from reprzoo.lightning_modules.distillation import sample_pixels
+    from reprzoo.lightning_modules.vision_ssl.distillation import sample_pixels
 
     maps, picks = torch.randn(2, 3, 4, 5), torch.tensor([[0, 7], [19, 3]])
     out = sample_pixels(maps, picks)

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from reprzoo.cli.training import cli_main
-from reprzoo.lightning_modules.callbacks import atomic_write_text
+from reprzoo.training.callbacks import atomic_write_text
 
 KNN = "val/knn_top1"
 

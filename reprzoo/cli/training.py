@@ -17,8 +17,8 @@ import reprzoo.datamodules as datamodules
 from reprzoo.datamodules import EmbeddingDataModule
 from reprzoo.errors import ReprzooError, UnknownNameError
 from reprzoo.lightning_modules import METHODS, EmbeddingModule
-from reprzoo.lightning_modules.callbacks import EmbeddingPlot, MetricsJSON
-from reprzoo.lightning_modules.checkpointing import (
+from reprzoo.training.callbacks import EmbeddingPlot, MetricsJSON
+from reprzoo.training.checkpointing import (
     AtomicCheckpointIO,
     CheckpointOnSignal,
     RandomStateCheckpoint,

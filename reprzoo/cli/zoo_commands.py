@@ -250,7 +250,7 @@ def _train_compatible_successor(args: argparse.Namespace) -> int:
     ``--model.init_args.backbone`` says otherwise."""
     from reprzoo.cli.training import cli_main
     from reprzoo.lightning_modules import get_method
-    from reprzoo.lightning_modules.compatible import CompatibleModule
+    from reprzoo.lightning_modules.compatible.base import CompatibleModule
     from reprzoo.zoo.api import resolve
     from reprzoo.zoo.classes import check_backbone_kwargs
     from reprzoo.zoo.repo import read_config
@@ -308,16 +308,19 @@ def cmd_compat(args: argparse.Namespace) -> int:
     if len(args.names) < 2:
         raise ReprzooError("compat needs at least two models, oldest first: reprzoo compat OLD NEW --data D")
     overrides = _data_overrides(args.extra)
-    gallery, queries = [], []
+    gallery, queries, prefixes = [], [], []
     for name in args.names:
         encoder = load(name, device=args.device)
+        prefixes.append(encoder.compatible_dim)
         features = {}
         for split in ("train", "test"):
             dataset, _ = _embedding_dataset(args.data, split, encoder.transform, overrides)
             features[split] = _embed_split(encoder, dataset, args.batch_size, args.device)
         gallery.append(features["train"])
         queries.append(features["test"])
-    matrix = compatibility_matrix([q for q, _ in queries], queries[0][1], [g for g, _ in gallery], gallery[0][1], args.metric)
+    matrix = compatibility_matrix(
+        [q for q, _ in queries], queries[0][1], [g for g, _ in gallery], gallery[0][1], args.metric, compatible_dims=prefixes
+    )
     num = len(args.names)
     pairs = [
         {"new": args.names[t], "old": args.names[j], "cross": float(matrix[t, j]), "old_alone": float(matrix[j, j]),

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from reprzoo.backbones import build_backbone
-from reprzoo.lightning_modules.ema import cosine_tau, ema_update
-from reprzoo.lightning_modules.optim import (
+from reprzoo.components.representation import Represent  # noqa: F401  (re-exported for methods)
+from reprzoo.components.ema import cosine_tau, ema_update
+from reprzoo.training.optim import (
     OptimizerName,
     SchedulerName,
     build_optimizer,
@@ -143,10 +144,30 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         """
         return [{"name": "model", "params": list(self._named_trainable(exclude=("probe.",)))}]
 
-    # ----------------------------------------------------------------- shared behaviour
+    # ----------------------------------------------------------------- the encoder contract
+    #: the form of what ``embed`` returns, recorded in a pushed model's config: ``dense`` ``(batch, dim)``,
+    #: ``multi_vector`` ``(batch, n, dim)``, ``sparse`` ``(batch, vocabulary)`` or ``slots`` ``(batch, k, dim)``.
+    representation_kind: str = "dense"
+
+    def encoder(self) -> nn.Module:
+        """The module that maps a preprocessed input batch to this method's representation: what validation
+        measures, what ``embed`` returns and what a pushed model exports (``reprzoo.load(name).embed``).
+
+        The backbone by default. A method whose representation is more than its backbone returns a module built
+        from its own submodules (``nn.Sequential(self.backbone, self.embedding)``), or :class:`Represent` around
+        one of its functions when the representation reads most of the method
+        (``reprzoo.components.representation``).
+        """
+        return self.backbone
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the last axis of the representation (``feature_dim`` unless ``encoder`` adds layers)."""
+        return int(getattr(self.encoder(), "num_features", self.feature_dim))
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The representation: backbone features, shape ``(batch, feature_dim)``."""
-        return self.backbone(self._format(x))
+        """The representation of a preprocessed batch, computed by :meth:`encoder`."""
+        return self.encoder()(self._format(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)

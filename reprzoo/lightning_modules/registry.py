@@ -32,6 +32,16 @@ class MethodInfo:
 
 METHODS: dict[str, MethodInfo] = {}
 
+#: Init args that point at files on the machine that trains (an old model, a teacher's or a base model's weights,
+#: a stage-1 model): a rebuilt method never follows them (its weights come from elsewhere) and a pushed config never
+#: carries them. One list for the zoo's export and load and for old models rebuilt from checkpoints.
+LOCAL_ONLY_ARGS = ("old_model", "base_weights", "teacher_weights", "independent_model")
+
+
+def without_local_args(init_args: dict) -> dict:
+    """``init_args`` with every :data:`LOCAL_ONLY_ARGS` present set to ``None``."""
+    return {k: (None if k in LOCAL_ONLY_ARGS else v) for k, v in init_args.items()}
+
 
 def register_method(*, title: str, wing: str, modality: str = "image", arxiv: str | None = None) -> Callable[[T], T]:
     """Class decorator adding a method to the catalogue under its class name."""

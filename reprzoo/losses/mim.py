@@ -44,7 +44,7 @@ def a_mim_loss(log_p_x_given_z: torch.Tensor, log_q_z_given_x: torch.Tensor, log
 def cmim_contrastive_loss(anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """cMIM's contrastive term on latent codes, with no augmented positive pair and a batch-size-robust normaliser.
 
-    Each code's positive is produced by the model itself (in :class:`~reprzoo.lightning_modules.mim.CMIM`: the code
+    Each code's positive is produced by the model itself (in :class:`~reprzoo.lightning_modules.vision_ssl.mim.CMIM`: the code
     of its own reconstruction), the other samples' positives are the negatives, and the negatives enter through
     their *mean* rather than their sum::
 

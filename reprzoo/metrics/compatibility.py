@@ -112,6 +112,7 @@ def compatibility_matrix(
     gallery_labels: torch.Tensor,
     metric: str = "top1",
     upper: bool = False,
+    compatible_dims: Sequence[int | None] | None = None,
 ) -> torch.Tensor:
     """``matrix[t, j]``: ``metric`` of model t's query embeddings searched in model j's gallery embeddings.
 
@@ -122,7 +123,8 @@ def compatibility_matrix(
         gallery_labels: ``(m,)`` labels of the gallery.
         metric: ``top1`` or ``map``.
         upper: also fill t < j (an old model's queries in a newer gallery); otherwise those entries are NaN. Pairs of
-            different embedding widths are NaN.
+            different embedding widths are NaN, unless ``compatible_dims[t]`` (a successor that adds dimensions: BT^2,
+            OCA, DER) equals the gallery's width: then its queries' prefix of that width is searched.
     Returns:
         ``(T, T)`` float tensor.
     """
@@ -132,11 +134,15 @@ def compatibility_matrix(
         raise ValueError(f"need one query and one gallery tensor per model, got {len(query_features)} and {len(gallery_features)}")
     num = len(query_features)
     matrix = torch.full((num, num), float("nan"))
+    prefixes = list(compatible_dims) if compatible_dims is not None else [None] * num
     for t in range(num):
         for j in range(num):
-            if (j > t and not upper) or query_features[t].shape[1] != gallery_features[j].shape[1]:
+            queries, width = query_features[t], gallery_features[j].shape[1]
+            if t != j and prefixes[t] == width and queries.shape[1] > width:
+                queries = queries[:, :width]
+            if (j > t and not upper) or queries.shape[1] != width:
                 continue
-            matrix[t, j] = retrieval_scores(query_features[t], query_labels, gallery_features[j], gallery_labels)[metric]
+            matrix[t, j] = retrieval_scores(queries, query_labels, gallery_features[j], gallery_labels)[metric]
     return matrix
 
 

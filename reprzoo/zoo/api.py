@@ -151,15 +151,37 @@ def load(
         dim: truncate embeddings to this size; only sizes the model was trained for (``nested_dims``) are allowed.
         strict: refuse weights with missing or unexpected keys (otherwise they are reported as a warning).
     """
-    from reprzoo.backbones import build_backbone
-    from reprzoo.zoo.classes import check_backbone_kwargs
     from reprzoo.zoo.encoder import Encoder
-    from reprzoo.zoo.repo import read_encoder_state
 
     res = resolve(name, revision)
     config = read_config(res.folder)
-    arch = config["architecture"]
     out_dim = _check_dim(config, dim)
+    if str(config["format_version"]).split(".", 1)[0] == "1":
+        module = _legacy_backbone(res, config, strict)
+    else:  # the encoder contract: the registered method, rebuilt, embeds with its encoder()
+        method = _build_method(res, config, strict)
+        module = method.encoder()
+        _check_embedding_dim(res, config, int(method.embedding_dim))
+    encoder = Encoder(module, config, res.folder, res.source, res.revision, out_dim).eval()
+    return encoder.to(device) if device is not None else encoder
+
+
+def _check_embedding_dim(res: Resolved, config: dict, dim: int) -> None:
+    recorded = int(config["architecture"]["embedding_dim"])
+    if dim != recorded:
+        raise ReprzooError(
+            f"{res.source}: config.json records embedding_dim {recorded} but its method embeds in {dim} dimensions; "
+            "the config is inconsistent"
+        )
+
+
+def _legacy_backbone(res: Resolved, config: dict, strict: bool):
+    """Format 1 models: the bare backbone (all of them were methods whose representation is their backbone)."""
+    from reprzoo.backbones import build_backbone
+    from reprzoo.zoo.classes import check_backbone_kwargs
+    from reprzoo.zoo.repo import read_encoder_state
+
+    arch = config["architecture"]
     backbone = build_backbone(arch["backbone"], **check_backbone_kwargs(arch.get("backbone_kwargs") or {}))
     if getattr(backbone, "num_features", arch["embedding_dim"]) != arch["embedding_dim"]:
         raise ReprzooError(
@@ -171,9 +193,32 @@ def load(
     if problems:
         import warnings
 
-        warnings.warn(f"{res.source}: loaded with {'; '.join(problems)} (strict=False)", stacklevel=2)
-    encoder = Encoder(backbone, config, res.folder, res.source, res.revision, out_dim).eval()
-    return encoder.to(device) if device is not None else encoder
+        warnings.warn(f"{res.source}: loaded with {'; '.join(problems)} (strict=False)", stacklevel=3)
+    return backbone
+
+
+def _build_method(res: Resolved, config: dict, strict: bool, **overrides: Any):
+    """The registered method a config names, built from its init args (plain values only; local files never
+    followed) and loaded from the verified safetensors file: no class from a dotted path, nothing unpickled."""
+    from reprzoo.lightning_modules.registry import without_local_args
+    from reprzoo.zoo.classes import method_class
+    from reprzoo.zoo.export import check_init_args
+    from reprzoo.zoo.repo import module_state, read_all_tensors
+
+    method = config.get("method") or {}
+    cls = method_class(method.get("class_path") or method.get("name", ""))
+    if cls.__name__ != method.get("name"):
+        raise ReprzooError(f"{res.source}: config names method {method.get('name')!r} but class path {method.get('class_path')!r}")
+    init_args = check_init_args({**without_local_args(method.get("init_args") or {}), **overrides})
+    module = cls(**init_args)
+    tensors = read_all_tensors(verify_weights(res.folder, config))
+    problems = load_state_checked(module, module_state(tensors), strict, what=f"{res.source} ({cls.__name__})")
+    if problems:
+        import warnings
+
+        warnings.warn(f"{res.source}: loaded with {'; '.join(problems)} (strict=False)", stacklevel=3)
+    module.zoo_config = config
+    return module.eval()
 
 
 def _check_dim(config: dict, dim: int | None) -> int:
@@ -194,23 +239,9 @@ def load_method(
 
     ``overrides`` replace init args of the stored config (e.g. ``lr=0.01``).
     """
-    from reprzoo.zoo.classes import check_backbone_kwargs, method_class
-    from reprzoo.zoo.repo import module_state, read_all_tensors
-
     res = resolve(name, revision)
     config = read_config(res.folder)
-    method = config["method"]
-    cls = method_class(method.get("class_path") or method["name"])
-    if cls.__name__ != method["name"]:
-        raise ReprzooError(f"{res.source}: config names method {method['name']!r} but class path {method['class_path']!r}")
-    init_args = {**method.get("init_args", {}), **overrides}
-    check_backbone_kwargs(init_args.get("backbone_kwargs") or {})
-    if "base_weights" in init_args:
-        init_args["base_weights"] = None  # the weights below replace the base model's
-    module = cls(**init_args)
-    tensors = read_all_tensors(verify_weights(res.folder, config))
-    load_state_checked(module, module_state(tensors), strict, what=f"{res.source} ({cls.__name__})")
-    module.zoo_config = config
+    module = _build_method(res, config, strict, **overrides).train()  # base weights, old models: replaced or not followed
     return module.to(device) if device is not None else module
 
 

@@ -1,6 +1,6 @@
 """Zoo models as old models of compatible successors: ``zoo:NAME`` becomes a local checkpoint of NAME's module.
 
-Compatible methods (``reprzoo.lightning_modules.compatible``) take ``old_model`` as a local checkpoint or run
+Compatible methods (``reprzoo.lightning_modules.compatible.base``) take ``old_model`` as a local checkpoint or run
 directory and know no hub; the CLI resolves ``zoo:NAME`` with :func:`resolve_old_model` before the model is built
 and records ``NAME@REVISION`` as ``old_model_name`` (the successor's lineage: ``compatible_with`` in its config).
 """

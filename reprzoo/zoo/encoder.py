@@ -1,4 +1,5 @@
-"""What ``reprzoo.load`` returns: a backbone with its preprocessing and its metadata."""
+"""What ``reprzoo.load`` returns: the module that computes a method's representation, with its preprocessing and
+its metadata."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ from torch import nn
 
 
 class Encoder(nn.Module):
-    """A pretrained encoder: ``embed(x)`` gives ``(batch, dim)`` features.
+    """A pretrained encoder: ``embed(x)`` gives the representation the method was trained and measured with, in the
+    form ``config["architecture"]["representation"]["kind"]`` names (``dense``: ``(batch, dim)``).
 
     Attributes:
-        backbone: the network (built from the registered backbone named in ``config``).
+        encoder: the network: the method's ``encoder()`` rebuilt from registered classes (format 2), or the bare
+            backbone of a format-1 model. ``backbone`` is an alias.
         config: the repository's ``config.json`` as a dict.
         name: the zoo name; ``source`` where it was loaded from; ``revision`` the revision loaded.
         dim: size of the returned embeddings (the full size unless truncated to a trained prefix).
     """
 
-    def __init__(self, backbone: nn.Module, config: dict[str, Any], folder: Path, source: str, revision: str | None, dim: int):
+    def __init__(self, encoder: nn.Module, config: dict[str, Any], folder: Path, source: str, revision: str | None, dim: int):
         super().__init__()
-        self.backbone = backbone
+        self.encoder = encoder
         self.config = config
         self.name: str = config.get("name", "")
         self.source = source
@@ -56,8 +59,25 @@ class Encoder(nn.Module):
     def metrics(self) -> dict[str, float]:
         return dict(self.config.get("metrics") or {})
 
+    @property
+    def backbone(self) -> nn.Module:
+        """Alias of ``encoder`` (the name of format-1 models)."""
+        return self.encoder
+
+    @property
+    def kind(self) -> str:
+        """``dense``, ``multi_vector``, ``sparse`` or ``slots``: the form of what ``embed`` returns."""
+        return ((self.config.get("architecture") or {}).get("representation") or {}).get("kind", "dense")
+
+    @property
+    def compatible_dim(self) -> int | None:
+        """The prefix compared with an old model's gallery (BT^2, OCA successors); None: all of it."""
+        return ((self.config.get("architecture") or {}).get("representation") or {}).get("compatible_dim")
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone(x)
+        features = self.encoder(x)
+        if self.kind != "dense":
+            return features
         return features[..., : self.dim] if self.dim < features.shape[-1] else features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

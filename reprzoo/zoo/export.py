@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from reprzoo.errors import ReprzooError
+from reprzoo.lightning_modules.registry import LOCAL_ONLY_ARGS, without_local_args
 from reprzoo.zoo.classes import check_backbone_kwargs, datamodule_class, method_class
 from reprzoo.zoo.names import check_name
 from reprzoo.zoo.recipes import list_recipes
@@ -46,8 +47,6 @@ TRAINER_DEFAULTS = {
     "check_val_every_n_epoch": 1,
 }
 MAX_RECIPE_OVERRIDES = 3
-#: Init args that point at files on the pushing machine; a pushed config never carries them.
-LOCAL_ONLY_ARGS = ("base_weights", "old_model")
 
 
 def find_run(path: str | Path) -> tuple[Path, Path]:
@@ -90,7 +89,6 @@ def export_run(
         load_ref: how the card's snippet loads the model (default: ``name``).
     """
     from reprzoo import __version__
-    from reprzoo.backbones import build_backbone
     from reprzoo.zoo.card import render_card
 
     check_name(name)
@@ -107,21 +105,20 @@ def export_run(
         lineage["base_model"] = base_model
     if init_args.get("old_model_name"):  # a compatible successor: queries can search this model's gallery
         lineage["compatible_with"] = init_args["old_model_name"]
-    for args in (init_args, model_cfg.get("init_args") or {}):
-        for key in LOCAL_ONLY_ARGS:
-            if key in args:
-                args[key] = None
+    init_args = without_local_args(init_args)
+    if model_cfg.get("init_args"):
+        model_cfg = {**model_cfg, "init_args": without_local_args(model_cfg["init_args"])}
 
     backbone_name = init_args.get("backbone")
     backbone_kwargs = check_backbone_kwargs(init_args.get("backbone_kwargs") or {})  # what a loader will accept
     if not backbone_name:
         raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
+    check_init_args(init_args)
     module = cls(**init_args)
     state = _without_metric_states(module, ckpt["state_dict"], ckpt_path)
     tensors = split_module_state(state)
-    encoder = build_backbone(backbone_name, **backbone_kwargs)
-    encoder_state = {k: v for k, v in tensors.items() if not k.startswith("method.")}
-    load_state_checked(encoder, encoder_state, strict=True, what=f"{ckpt_path} (backbone {backbone_name})")
+    module.eval()
+    encoder = module.encoder()  # the representation the method was measured on: what load(name).embed computes
 
     recipe, overrides = _matching_recipe(run_config)
     data_cls = datamodule_class(data_cfg.get("class_path", ""))
@@ -142,9 +139,16 @@ def export_run(
         "architecture": {
             "backbone": backbone_name,
             "backbone_kwargs": backbone_kwargs,
-            "embedding_dim": int(encoder.num_features),
+            "embedding_dim": int(module.embedding_dim),
             "num_params": sum(p.numel() for p in encoder.parameters()),
             "nested_dims": _nested_dims(module),  # trained prefix sizes of nested (Matryoshka) embeddings
+            # the encoder contract: load() rebuilds the registered method and embeds with its encoder()
+            "representation": {
+                "kind": module.representation_kind,
+                "encoder": type(encoder).__name__,
+                "built_from": "method",
+                "compatible_dim": _compatible_dim(module),
+            },
         },
         "method": {
             "name": cls.__name__,
@@ -177,9 +181,46 @@ def export_run(
         },
         "versions": _versions(ckpt),
     }
+    config = scrub_local_paths(config)
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     render_card(config, load_ref=load_ref).save(out_dir / CARD_FILE)
     return config
+
+
+def scrub_local_paths(value: Any) -> Any:
+    """``value`` with every string that is an absolute or home-relative path replaced by ``<local>/NAME``: a pushed
+    config names no folder of the machine that pushed it (a dataset root, a teacher's file)."""
+    if isinstance(value, dict):
+        return {k: scrub_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_local_paths(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/")):
+        return f"<local>/{Path(value).name}"
+    return value
+
+
+def check_init_args(init_args: dict[str, Any]) -> dict[str, Any]:
+    """Init args of a method from a config: plain values only (numbers, strings, lists, mappings of them)."""
+    for key, value in init_args.items():
+        if not _plain_tree(value):
+            raise ReprzooError(f"refusing init argument {key}={value!r}: only numbers, strings, lists and mappings are allowed")
+    for key in [k for k in init_args if k.endswith("backbone_kwargs")]:
+        check_backbone_kwargs(init_args[key] or {})
+    return init_args
+
+
+def _plain_tree(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_tree(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_tree(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _compatible_dim(module) -> int | None:
+    """The prefix of the representation compared with an old model's gallery (BT^2, OCA), when shorter."""
+    dim = getattr(module, "compatible_dim", None)
+    return int(dim) if dim is not None and int(dim) < int(module.embedding_dim) else None
 
 
 def _nested_dims(module) -> list[int] | None:

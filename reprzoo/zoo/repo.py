@@ -5,8 +5,10 @@ A model repository holds three files:
 - ``config.json``: format version, architecture (backbone name and kwargs, embedding size, trained prefix sizes),
   the method (registry name and init args), preprocessing, the SHA-256 of the weights, training record, metrics,
   lineage and provenance.
-- ``model.safetensors``: the encoder's tensors under their own names (loadable into the bare backbone), and the
-  rest of the LightningModule (heads, EMA targets, probe) under the ``method.`` prefix.
+- ``model.safetensors``: the backbone's tensors under their own names (loadable into the bare backbone), and the
+  rest of the LightningModule (embedding layers, heads, EMA targets, probe) under the ``method.`` prefix. From
+  format 2 on, ``load`` rebuilds the registered method from ``config.json`` and embeds with its ``encoder()``
+  (recorded under ``architecture.representation``), so what is loaded is what was trained and measured.
 - ``README.md``: the model card.
 
 Nothing here unpickles: weights come only from safetensors, and the file is hashed before it is opened.
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
 
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 REPO_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
-FORMAT_VERSION = "1.0"  # major.minor of config.json; a different major is refused
+#: major.minor of config.json. 2: ``load`` rebuilds the registered method and embeds with its ``encoder()`` (the
+#: representation it was measured on); 1: the bare backbone (still read). Any other major is refused.
+FORMAT_VERSION = "2.0"
+READABLE_MAJORS = ("1", "2")
 METHOD_PREFIX = "method."  # safetensors keys of the LightningModule outside its backbone
 BACKBONE_ATTR = "backbone."  # where the encoder lives inside a LightningModule
 
@@ -61,7 +66,7 @@ def read_config(folder: Path) -> dict[str, Any]:
 def check_format_version(version: str, where: Path | str) -> None:
     major = version.split(".", 1)[0]
     ours = FORMAT_VERSION.split(".", 1)[0]
-    if major != ours:
+    if major not in READABLE_MAJORS:
         raise ReprzooError(
             f"{where} has config format {version}, incompatible with this reprzoo (format {FORMAT_VERSION}); "
             f"{'upgrade reprzoo' if major.isdigit() and int(major) > int(ours) else 're-push the model with this version'}"

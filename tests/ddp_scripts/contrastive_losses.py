@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from reprzoo.distributed import rank, world_size
-from reprzoo.lightning_modules.memory import MemoryQueue
+from reprzoo.components.memory import MemoryQueue
 from reprzoo.losses import guided_nt_xent, info_nce, nt_xent, supervised_contrastive
 
 N_PER_RANK, DIM, WORLD = 4, 6, 2

@@ -1,0 +1,1 @@
+"""Compatible representations and continual learners (the compatible-representations wing)."""

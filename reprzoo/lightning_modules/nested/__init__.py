@@ -1,0 +1,1 @@
+"""Nested (Matryoshka) embeddings and adaptive-length token representations (the nested-embeddings wing)."""

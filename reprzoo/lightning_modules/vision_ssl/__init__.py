@@ -1,0 +1,1 @@
+"""Self-supervised image methods (the vision-ssl wing)."""

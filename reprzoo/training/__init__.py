@@ -1,0 +1,1 @@
+"""Training infrastructure: callbacks, atomic checkpointing and resume, optimisers and schedules."""
