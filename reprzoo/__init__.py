@@ -10,13 +10,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {"load": "reprzoo.zoo", "load_method": "reprzoo.zoo", "list_models": "reprzoo.zoo"}
+_SUBPACKAGES = ("zoo", "lightning_modules", "datamodules", "metrics", "losses", "backbones", "components", "training", "cli")
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:  # ``reprzoo.zoo.push`` works whatever was imported before
+        return importlib.import_module(f"reprzoo.{name}")
     raise AttributeError(f"module 'reprzoo' has no attribute {name!r}")
 
 

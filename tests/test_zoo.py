@@ -293,8 +293,8 @@ def test_incompatible_major_version_is_refused(tiny_run, home):
     import reprzoo
 
     reprzoo.zoo.push(tiny_run, NAME)
-    _edit_config(home, lambda c: c.update(format_version="2.0"))
-    with pytest.raises(ReprzooError, match="config format 2.0, incompatible.*upgrade reprzoo"):
+    _edit_config(home, lambda c: c.update(format_version="3.0"))
+    with pytest.raises(ReprzooError, match="config format 3.0, incompatible.*upgrade reprzoo"):
         reprzoo.load(NAME)
 
 
@@ -314,12 +314,20 @@ def test_unknown_method_class_is_refused(tiny_run, home, edit, match):
         reprzoo.load_method(NAME)
 
 
+def _both(**changes):
+    """An edit of the architecture and of the method's init args alike (a consistent, hostile config)."""
+    return lambda c: (c["architecture"].update(changes), c["method"]["init_args"].update(changes))
+
+
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda c: c["architecture"].update(backbone="no_such_net"), "unknown backbone 'no_such_net'"),
-        (lambda c: c["architecture"].update(backbone_kwargs={"checkpoint_path": "/tmp/x.pth"}), "refusing backbone argument"),
-        (lambda c: c["architecture"].update(backbone_kwargs={"widths": {"class_path": "os.system"}}), "refusing backbone argument"),
+        (_both(backbone="no_such_net"), "unknown backbone 'no_such_net'"),
+        (_both(backbone_kwargs={"checkpoint_path": "/tmp/x.pth"}), "refusing backbone argument"),
+        (_both(backbone_kwargs={"widths": {"class_path": "os.system"}}), "refusing backbone argument"),
+        (lambda c: c["method"]["init_args"].update(teacher_backbone_kwargs={"pretrained_cfg_overlay": {"file": "/x"}}), "refusing backbone argument"),
+        (lambda c: c["architecture"].update(backbone="resnet18_cifar"), "architecture names backbone 'resnet18_cifar' but its method"),
+        (lambda c: c["method"]["init_args"].update(backbone_kwargs={"widths": [16, 32, 64, 128, 256]}), "architecture names backbone"),
     ],
 )
 def test_unknown_architecture_is_refused(tiny_run, home, edit, match):
@@ -346,13 +354,13 @@ def test_strict_loading_reports_keys(tiny_run, home):
     path.chmod(0o644)
     save_file(tensors, str(path))
     _edit_config(home, lambda c: c["weights"].update(sha256=sha256_file(path), size=path.stat().st_size))
-    with pytest.raises(ReprzooError, match=r"missing keys stem\.0\.weight; unexpected keys extra\.weight \(strict=True\)"):
+    with pytest.raises(ReprzooError, match=r"missing keys backbone\.stem\.0\.weight; unexpected keys backbone\.extra\.weight \(strict=True\)"):
         reprzoo.load(NAME)
-    with pytest.warns(UserWarning, match="missing keys stem.0.weight"):
+    with pytest.warns(UserWarning, match="missing keys backbone.stem.0.weight"):
         enc = reprzoo.load(NAME, strict=False)
     assert enc.dim == 128
-    _edit_config(home, lambda c: c["architecture"].update(backbone_kwargs={"widths": [16, 32, 64, 128, 256]}))
-    with pytest.raises(ReprzooError, match="records embedding_dim 128 but backbone"):
+    _edit_config(home, lambda c: c["architecture"].update(embedding_dim=64))
+    with pytest.raises(ReprzooError, match="records embedding_dim 64 but its method embeds in 128"):
         reprzoo.load(NAME, strict=False)
 
 

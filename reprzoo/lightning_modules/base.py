@@ -2,7 +2,9 @@
 
 A method subclass builds its heads in ``__init__`` and implements ``training_loss(views, labels, indices)``; everything else
 (optimiser, LR scaling, warmup + cosine, EMA updates, online probe, kNN and collapse monitors, logging) is here
-once. Evaluation modules are attached (``reprzoo.metrics``), not inherited.
+once. Evaluation is attached, not inherited: :meth:`EmbeddingModule.build_evaluators` lists evaluator objects
+(``reprzoo.metrics.evaluators``) around the module's torchmetrics; each validation/test batch is embedded once and
+its features go to every evaluator.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from reprzoo.training.optim import (
     steps_per_epoch,
 )
 from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
+from reprzoo.metrics.evaluators import (
+    CollapseEvaluator,
+    EvaluationProtocol,
+    Evaluator,
+    KNNEvaluator,
+    ProbeEvaluator,
+    resolve_protocol,
+)
 
 BANK = 0  # evaluation loaders come as [bank (labelled reference set), queries]
 
@@ -208,32 +218,61 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             ema_update(target, online, tau)
         self.log("train/tau", tau)
 
-    # evaluation: loader 0 is the labelled bank, loader 1 the queries (a single loader is queries only)
-    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
-        x, labels = batch
-        features = self.embed(x)
-        if num_loaders > 1 and dataloader_idx == BANK:
-            if self.knn is not None:
-                self.knn.update(features, labels, bank=True)
-            return
+    # ----------------------------------------------------------------- evaluation
+    def build_evaluators(self) -> list[Evaluator]:
+        """What validation and test measure: evaluators (``reprzoo.metrics.evaluators``) around this module's
+        metrics, which stay registered on the module (their states are its submodules').
+
+        The base lists kNN (``knn_top1``), the online probe (``probe_top1``) and the collapse monitors
+        (``feature_std``, ``effective_rank``). A method that measures more returns
+        ``[*super().build_evaluators(), MyEvaluator(self.my_metric)]``; the list is built afresh for every
+        evaluation epoch. Every evaluator gets each batch's features, embedded once by :meth:`embed`.
+        """
+        evaluators: list[Evaluator] = []
         if self.knn is not None:
-            self.knn.update(features, labels)
+            evaluators.append(KNNEvaluator(self.knn))
         if self.probe is not None:
-            self.probe.update(features, labels)
-        self.feature_std.update(features)
-        self.feature_rank.update(features)
+            evaluators.append(ProbeEvaluator(self.probe))
+        evaluators.append(CollapseEvaluator(self.feature_std, self.feature_rank))
+        return evaluators
+
+    def evaluation_protocol(self) -> EvaluationProtocol:
+        """How the evaluation loaders are read: the datamodule's ``evaluation_protocol`` (a name or an
+        :class:`~reprzoo.metrics.evaluators.EvaluationProtocol`), else ``labelled_bank_and_queries`` (loader 0 the
+        labelled bank, loader 1 the queries; a single loader is queries only)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        spec = getattr(datamodule, "evaluation_protocol", None)
+        if callable(spec) and not isinstance(spec, EvaluationProtocol):
+            spec = spec()
+        return resolve_protocol(spec)
+
+    def _running_evaluators(self, protocol: EvaluationProtocol) -> list[Evaluator]:
+        # built at the first batch of an evaluation epoch, dropped at its end
+        running = self.__dict__.get("_evaluators_running")
+        if running is None:
+            running = [e for e in self.build_evaluators() if protocol.name in e.protocols]
+            self.__dict__["_evaluators_running"] = running
+        return running
+
+    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
+        protocol = self.evaluation_protocol()
+        item = protocol.read(batch, dataloader_idx, num_loaders)
+        evaluators = self._running_evaluators(protocol)
+        if not evaluators:
+            return
+        features = self.embed(item.inputs)  # once, for every evaluator
+        for evaluator in evaluators:
+            evaluator.update(features, item.labels, bank=item.bank, module=self, batch=item)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        if self.knn is not None and self.knn.update_called:
-            self.log(f"{stage}/knn_top1", self.knn.compute())
-        if self.probe is not None and self.probe.val_top1.update_called:
-            self.log(f"{stage}/probe_top1", self.probe.val_top1.compute())
-        if self.feature_std.update_called:
-            self.log(f"{stage}/feature_std", self.feature_std.compute())
-            self.log(f"{stage}/effective_rank", self.feature_rank.compute())
-        for metric in (self.knn, self.probe.val_top1 if self.probe else None, self.feature_std, self.feature_rank):
-            if metric is not None:
-                metric.reset()
+        evaluators = self._running_evaluators(self.evaluation_protocol())
+        try:
+            for evaluator in evaluators:
+                evaluator.compute_and_log(self.log, stage, self)
+        finally:
+            for evaluator in evaluators:
+                evaluator.reset()
+            self.__dict__.pop("_evaluators_running", None)
 
     def _num_loaders(self, attribute: str) -> int:
         # Lightning keeps one batch count per loader; a bare DataLoader's len() would be its batch count.

@@ -16,7 +16,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from reprzoo.lightning_modules.base import BANK, EmbeddingModule, TrainingOutput
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
+from reprzoo.metrics.evaluators import ClassifierEvaluator
 
 Task = Literal["linear", "full", "knn"]
 #: In a zoo repository's safetensors file, tensors outside the encoder (the old method's heads) carry this prefix.
@@ -132,14 +133,9 @@ class FineTune(EmbeddingModule):
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True)
         return out.loss
 
-    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
-        super()._eval_step(batch, dataloader_idx, num_loaders)
-        if self.head is not None and not (num_loaders > 1 and dataloader_idx == BANK):
-            x, labels = batch
-            self.eval_top1.update(self.head(self.embed(x)), labels)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        super()._eval_epoch_end(stage)
-        if self.head is not None and self.eval_top1.update_called:
-            self.log(f"{stage}/top1", self.eval_top1.compute())
-            self.eval_top1.reset()
+    def build_evaluators(self):
+        """The base's evaluators plus the head's accuracy on the queries (``{stage}/top1``)."""
+        evaluators = super().build_evaluators()
+        if self.head is not None:
+            evaluators.append(ClassifierEvaluator(self.eval_top1, self.head, name="top1"))
+        return evaluators

@@ -53,12 +53,11 @@ def remote_entries() -> dict[str, str]:
 
 
 def _record_remote(name: str, target: str) -> None:
-    from reprzoo.zoo.local_hub import write_synced
+    from reprzoo.atomic import atomic_write_text
 
     entries = remote_entries()
     entries[name] = target
-    default_home().mkdir(parents=True, exist_ok=True)
-    write_synced(default_home() / REGISTRY_FILE, json.dumps(dict(sorted(entries.items())), indent=2) + "\n", atomic=True)
+    atomic_write_text(default_home() / REGISTRY_FILE, json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
 
 
 @dataclass
@@ -201,8 +200,7 @@ def _build_method(res: Resolved, config: dict, strict: bool, **overrides: Any):
     """The registered method a config names, built from its init args (plain values only; local files never
     followed) and loaded from the verified safetensors file: no class from a dotted path, nothing unpickled."""
     from reprzoo.lightning_modules.registry import without_local_args
-    from reprzoo.zoo.classes import method_class
-    from reprzoo.zoo.export import check_init_args
+    from reprzoo.zoo.classes import check_init_args, method_class
     from reprzoo.zoo.repo import module_state, read_all_tensors
 
     method = config.get("method") or {}
@@ -210,6 +208,13 @@ def _build_method(res: Resolved, config: dict, strict: bool, **overrides: Any):
     if cls.__name__ != method.get("name"):
         raise ReprzooError(f"{res.source}: config names method {method.get('name')!r} but class path {method.get('class_path')!r}")
     init_args = check_init_args({**without_local_args(method.get("init_args") or {}), **overrides})
+    arch = config.get("architecture") or {}
+    for key in ("backbone", "backbone_kwargs"):  # the card and `reprzoo info` show the architecture: it must be true
+        if key in arch and (arch[key] or None) != (init_args.get(key) or None):
+            raise ReprzooError(
+                f"{res.source}: config.json's architecture names {key} {arch[key]!r} but its method is built with "
+                f"{init_args.get(key)!r}; the config is inconsistent"
+            )
     module = cls(**init_args)
     tensors = read_all_tensors(verify_weights(res.folder, config))
     problems = load_state_checked(module, module_state(tensors), strict, what=f"{res.source} ({cls.__name__})")

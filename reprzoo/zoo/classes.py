@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 
+from typing import Any
+
 from reprzoo.errors import ReprzooError, UnknownNameError
 
 #: Substrings of backbone arguments that could make a constructor read files or the network (timm's
@@ -67,6 +69,24 @@ def check_backbone_kwargs(kwargs: dict) -> dict:
         if not _plain(value):
             raise ReprzooError(f"refusing backbone argument {key}={value!r}: only numbers, strings and lists are allowed")
     return kwargs
+
+
+def check_init_args(init_args: dict[str, Any]) -> dict[str, Any]:
+    """Init args of a method from a config: plain values only (numbers, strings, lists, mappings of them)."""
+    for key, value in init_args.items():
+        if not _plain_tree(value):
+            raise ReprzooError(f"refusing init argument {key}={value!r}: only numbers, strings, lists and mappings are allowed")
+    for key in [k for k in init_args if k.endswith("backbone_kwargs")]:
+        check_backbone_kwargs(init_args[key] or {})
+    return init_args
+
+
+def _plain_tree(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_tree(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_plain_tree(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _plain(value) -> bool:

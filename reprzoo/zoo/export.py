@@ -19,7 +19,8 @@ import yaml
 
 from reprzoo.errors import ReprzooError
 from reprzoo.lightning_modules.registry import LOCAL_ONLY_ARGS, without_local_args
-from reprzoo.zoo.classes import check_backbone_kwargs, datamodule_class, method_class
+from reprzoo.training.checkpointing import find_run_checkpoint
+from reprzoo.zoo.classes import check_backbone_kwargs, check_init_args, datamodule_class, method_class
 from reprzoo.zoo.names import check_name
 from reprzoo.zoo.recipes import list_recipes
 from reprzoo.zoo.repo import (
@@ -49,26 +50,6 @@ TRAINER_DEFAULTS = {
 MAX_RECIPE_OVERRIDES = 3
 
 
-def find_run(path: str | Path) -> tuple[Path, Path]:
-    """``(run_dir, checkpoint)`` of a run folder (``checkpoints/last.ckpt``) or of a ``.ckpt`` file inside one."""
-    path = Path(path).expanduser()
-    if path.is_file():
-        ckpt = path
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    elif path.is_dir():
-        run_dir = path
-        ckpts = sorted((path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
-        last = path / "checkpoints" / "last.ckpt"
-        if not ckpts:
-            raise ReprzooError(f"{path} has no checkpoints/*.ckpt: is it a finished `reprzoo fit` run?")
-        ckpt = last if last.is_file() else ckpts[-1]
-    else:
-        raise ReprzooError(f"{path} does not exist: give a run directory (runs/<method>/version_N) or a .ckpt file")
-    if not (run_dir / "config.yaml").is_file():
-        raise ReprzooError(f"{run_dir} has no config.yaml: push needs the run's LightningCLI config next to the checkpoint")
-    return run_dir, ckpt
-
-
 def export_run(
     source: str | Path,
     name: str,
@@ -92,8 +73,10 @@ def export_run(
     from reprzoo.zoo.card import render_card
 
     check_name(name)
-    run_dir, ckpt_path = find_run(source)
-    run_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    run_dir, ckpt_path, config_path = find_run_checkpoint(source)
+    if config_path is None:
+        raise ReprzooError(f"{run_dir} has no config.yaml: push needs the run's LightningCLI config next to the checkpoint")
+    run_config = yaml.safe_load(config_path.read_text())
     model_cfg, data_cfg = run_config.get("model") or {}, run_config.get("data") or {}
     cls = method_class(model_cfg.get("class_path", ""))
 
@@ -197,24 +180,6 @@ def scrub_local_paths(value: Any) -> Any:
     if isinstance(value, str) and (value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/")):
         return f"<local>/{Path(value).name}"
     return value
-
-
-def check_init_args(init_args: dict[str, Any]) -> dict[str, Any]:
-    """Init args of a method from a config: plain values only (numbers, strings, lists, mappings of them)."""
-    for key, value in init_args.items():
-        if not _plain_tree(value):
-            raise ReprzooError(f"refusing init argument {key}={value!r}: only numbers, strings, lists and mappings are allowed")
-    for key in [k for k in init_args if k.endswith("backbone_kwargs")]:
-        check_backbone_kwargs(init_args[key] or {})
-    return init_args
-
-
-def _plain_tree(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_tree(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_plain_tree(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float, str))
 
 
 def _compatible_dim(module) -> int | None:

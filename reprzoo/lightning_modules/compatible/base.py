@@ -35,9 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.lightning_modules.base import BANK, EmbeddingModule
+from reprzoo.lightning_modules.base import EmbeddingModule
 from reprzoo.lightning_modules.registry import without_local_args
-from reprzoo.metrics.compatibility import CrossModelRetrieval, log_compatibility_matrix
+from reprzoo.metrics.compatibility import CrossModelRetrieval
+from reprzoo.metrics.evaluators import CompatibilityEvaluator
 
 
 class CompatibleModule(EmbeddingModule):
@@ -164,37 +165,11 @@ class CompatibleModule(EmbeddingModule):
         self.num_seen_classes.fill_(int(seen) if seen is not None else int(self.hparams.num_classes))
 
     # ----------------------------------------------------------------- compatibility during validation
-    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
-        super()._eval_step(batch, dataloader_idx, num_loaders)
-        if self.old is None or num_loaders < 2:
-            return
-        x, labels = batch
-        old, new = self.old_features(x), self.embed(x)
-        if dataloader_idx == BANK:
-            self.compat_retrieval.update(old, labels, gallery=True)
-            self.old_retrieval.update(old, labels, gallery=True)
-            self.self_retrieval.update(new, labels, gallery=True)
-        else:
-            self.compat_retrieval.update(self.compatible_embed(x), labels)
-            self.old_retrieval.update(old, labels)
-            self.self_retrieval.update(new, labels)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        super()._eval_epoch_end(stage)
-        metrics = (self.compat_retrieval, self.old_retrieval, self.self_retrieval)
-        if all(m.update_called for m in metrics):
-            compat, old, new = (m.compute() for m in metrics)
-            self.log(f"{stage}/compat_top1", compat["top1"])
-            self.log(f"{stage}/compat_map", compat["map"])
-            self.log(f"{stage}/old_top1", old["top1"])
-            self.log(f"{stage}/old_map", old["map"])
-            self.log(f"{stage}/self_top1", new["top1"])
-            self.log(f"{stage}/ecc", float(compat["top1"] > old["top1"]))
-            if self.trainer.is_global_zero and self.logger is not None:
-                matrix = torch.tensor([[old["top1"], float("nan")], [compat["top1"], new["top1"]]])
-                log_compatibility_matrix(self.logger, matrix, ["old", "new"], self.global_step, f"{stage}/compatibility")
-        for m in metrics:
-            m.reset()
+    def build_evaluators(self):
+        """The base's evaluators plus cross-model retrieval with the old model (compat/old/self top-1 and mAP, ECC)."""
+        evaluators = super().build_evaluators()
+        evaluators.append(CompatibilityEvaluator(self.compat_retrieval, self.old_retrieval, self.self_retrieval))
+        return evaluators
 
 
 def _method_classes() -> dict[str, type]:
@@ -205,31 +180,14 @@ def _method_classes() -> dict[str, type]:
     return {**{name: info.cls for name, info in METHODS.items()}, "FineTune": FineTune}
 
 
-def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
-    """``(checkpoint, config.yaml or None)`` of a ``.ckpt`` file or a run directory (its ``checkpoints/last.ckpt``)."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        ckpts = sorted((path / "checkpoints").glob("*.ckpt"))
-        last = path / "checkpoints" / "last.ckpt"
-        if not ckpts:
-            raise FileNotFoundError(f"old_model {path} has no checkpoints/*.ckpt: is it a finished `reprzoo fit` run?")
-        ckpt = last if last.is_file() else ckpts[-1]
-        run_dir = path
-    elif path.is_file():
-        ckpt = path
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    else:
-        raise FileNotFoundError(f"old_model {path} does not exist (give a .ckpt file or a run directory)")
-    config = run_dir / "config.yaml"
-    return ckpt, config if config.is_file() else None
-
-
 def load_old_model(path: str | Path, default_class: type | None = None) -> EmbeddingModule:
     """Rebuild the LightningModule saved in a checkpoint (or run directory), with its weights, for use as an old
     model. The checkpoint is read with ``weights_only=True``; only registered method classes are built."""
     import yaml
 
-    ckpt_path, config_path = find_checkpoint(path)
+    from reprzoo.training.checkpointing import find_run_checkpoint
+
+    _, ckpt_path, config_path = find_run_checkpoint(path, "old_model")
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     name = ckpt.get("reprzoo_method")
     if name is None and config_path is not None:

@@ -38,6 +38,8 @@ class FixedClassifierModule(CompatibleModule):
         init_from_old: start a successor from the old model's backbone and embedding.
     """
 
+    abstract_base = True  # shared by CoReS, CL2R, Stationary Representations and EBV; not a method of its own
+
     def __init__(self, preallocated_classes: int | None = None, label_smoothing: float = 0.0, init_from_old: bool = True, **kwargs):
         if preallocated_classes is not None and preallocated_classes < (kwargs.get("num_classes") or 0):
             raise ValueError(f"preallocated_classes ({preallocated_classes}) must be at least num_classes ({kwargs.get('num_classes')})")

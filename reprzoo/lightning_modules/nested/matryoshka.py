@@ -27,10 +27,12 @@ from reprzoo.lightning_modules.vision_ssl.simclr import SimCLR, SimCLRProjection
 from reprzoo.losses import nt_xent
 from reprzoo.losses.matryoshka import check_nested_dims, doubling_dims, matryoshka_loss, nested_logits, two_d_matryoshka_loss
 from reprzoo.metrics import NestedKNN
+from reprzoo.metrics.evaluators import KNNEvaluator, NestedKNNEvaluator
 
 
 class NestedEvaluation:
-    """Mixin of an :class:`EmbeddingModule` with nested features: ``nested_dims`` and ``val/knn_top1@{m}``.
+    """Mixin of an :class:`EmbeddingModule` with nested features: ``nested_dims`` and ``val/knn_top1@{m}`` (its kNN
+    metric is a :class:`NestedKNN`, measured by a :class:`NestedKNNEvaluator`).
 
     Call ``_init_nested(nested_dims)`` after the base's ``__init__``; ``val/knn_top1`` stays the full-size accuracy.
     """
@@ -48,12 +50,12 @@ class NestedEvaluation:
         if self.knn is not None:
             self.knn = NestedKNN(self.knn.num_classes, self.nested_dims, self.knn.k, self.knn.temperature)
 
-    def _eval_epoch_end(self, stage: str) -> None:
-        if isinstance(self.knn, NestedKNN) and self.knn.update_called:
-            self.knn.compute()  # torchmetrics caches it: the base's call below logs the same full-size value
-            for m, accuracy in self.knn.prefix_accuracies.items():
-                self.log(f"{stage}/knn_top1@{m}", accuracy)
-        super()._eval_epoch_end(stage)
+    def build_evaluators(self):
+        # the base's kNN evaluator becomes the nested one: val/knn_top1 (full size) and val/knn_top1@{m}
+        return [
+            NestedKNNEvaluator(e.metric) if isinstance(e, KNNEvaluator) and isinstance(e.metric, NestedKNN) else e
+            for e in super().build_evaluators()
+        ]
 
 
 class MatryoshkaClassifier(nn.Module):

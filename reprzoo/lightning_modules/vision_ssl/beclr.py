@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.lightning_modules.base import BANK, EmbeddingModule, TrainingOutput
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import ProjectionHead
 from reprzoo.components.memory import MemoryQueue
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.beclr import balanced_assignments, beclr_loss, opta
+from reprzoo.metrics.evaluators import FewShotEvaluator
 from reprzoo.metrics.fewshot import FewShotAccuracy
 
 
@@ -210,19 +211,5 @@ class BECLR(EmbeddingModule):
         return TrainingOutput(loss, features=f1, embeddings=z1)
 
     # evaluation: kNN/probe from the base, plus few-shot episodes with and without OpTA on the queries
-    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
-        super()._eval_step(batch, dataloader_idx, num_loaders)
-        if num_loaders > 1 and dataloader_idx == BANK:
-            return
-        x, labels = batch
-        self.fewshot.update(self.embed(x), labels)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        if self.fewshot.update_called:
-            plain, aligned = self.fewshot.compute(), self.fewshot.evaluate(self.opta)
-            for name, value in plain.items():
-                self.log(f"{stage}/fewshot_{name}", value)
-            for name, value in aligned.items():
-                self.log(f"{stage}/fewshot_{name}_opta", value)
-        self.fewshot.reset()
-        super()._eval_epoch_end(stage)
+    def build_evaluators(self):
+        return [*super().build_evaluators(), FewShotEvaluator(self.fewshot, prototype_transforms={"opta": self.opta})]

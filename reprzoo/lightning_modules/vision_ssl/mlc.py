@@ -10,11 +10,11 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from reprzoo.distributed import gather
-from reprzoo.lightning_modules.base import BANK, EmbeddingModule, TrainingOutput
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.heads import ProjectionHead
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.mcr2 import doubly_stochastic_membership, mlc_loss, total_coding_rate_loss
-from reprzoo.metrics.clustering import clustering_accuracy, normalized_mutual_info_score
+from reprzoo.metrics.evaluators import ClusteringEvaluator
 
 
 class MLCHead(ProjectionHead):
@@ -147,26 +147,17 @@ class MLC(EmbeddingModule):
             self.log(name, value)
 
     # evaluation: kNN/probe from the base, plus spectral clustering of the queries' membership
-    def _eval_step(self, batch, dataloader_idx: int, num_loaders: int) -> None:
-        super()._eval_step(batch, dataloader_idx, num_loaders)
-        if num_loaders > 1 and dataloader_idx == BANK:
-            return
-        x, labels = batch
-        self.cluster_outputs.update(self.cluster_outputs_of(self.backbone(self._format(x))), labels)
+    def cluster(self, outputs: torch.Tensor, num_clusters: int) -> torch.Tensor:
+        """Cluster ids of cluster-head ``outputs`` by spectral clustering of their doubly stochastic membership."""
+        hp = self.hparams
+        return spectral_clusters(doubly_stochastic_membership(outputs, hp.sinkhorn_eta, hp.sinkhorn_iterations), num_clusters)
 
-    def _eval_epoch_end(self, stage: str) -> None:
-        if self.cluster_outputs.update_called and self.num_clusters:
-            outputs, labels = self.cluster_outputs.compute()
-            keep = labels >= 0
-            outputs, labels = outputs[keep], labels[keep]
-            if len(labels) > self.hparams.cluster_eval_samples:
-                subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-                subset = subset[: self.hparams.cluster_eval_samples].to(labels.device)
-                outputs, labels = outputs[subset], labels[subset]
-            if len(labels) > self.num_clusters:
-                membership = doubly_stochastic_membership(outputs, self.hparams.sinkhorn_eta, self.hparams.sinkhorn_iterations)
-                clusters = spectral_clusters(membership, self.num_clusters)
-                self.log(f"{stage}/cluster_acc", clustering_accuracy(clusters, labels))
-                self.log(f"{stage}/cluster_nmi", normalized_mutual_info_score(clusters, labels))
-        self.cluster_outputs.reset()
-        super()._eval_epoch_end(stage)
+    def build_evaluators(self):
+        clustering = ClusteringEvaluator(
+            self.cluster_outputs,
+            assign=self.cluster,
+            num_clusters=self.num_clusters,
+            outputs=self.cluster_outputs_of,  # of the features: the backbone's (MLC's encoder), the heads' input
+            max_samples=self.hparams.cluster_eval_samples,
+        )
+        return [*super().build_evaluators(), clustering]

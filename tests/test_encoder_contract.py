@@ -1,0 +1,125 @@
+"""The encoder contract across machines and models: a pushed model embeds as it was measured, wherever it is loaded.
+
+- ``reprzoo compat`` on a pushed CoReS pair reproduces the cross-model retrieval its successor logged in training;
+- a MobileVOS model distilled from a local teacher file pushes without that path and loads from a moved hub on a
+  machine without the file;
+- every method class of the package is registered, reachable as ``reprzoo.lightning_modules.<Name>``, and ships a
+  digits recipe and a paper-scale recipe.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import shutil
+
+import lightning as L
+import pytest
+import torch
+
+from tests.test_methods import absolute_paths, build_from_recipe, digits_recipe, write_run  # noqa: E402
+
+
+def _trainer(tmp_path, **kwargs) -> L.Trainer:
+    options = dict(
+        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=3, num_sanity_val_steps=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+    )
+    return L.Trainer(**{**options, **kwargs})
+
+
+def test_compat_of_a_pushed_pair_reproduces_the_retrieval_logged_in_training(tmp_path, monkeypatch, capsys):
+    """``reprzoo compat OLD NEW --data <the successor's datamodule>`` gives the numbers the successor's validation
+    logged: the same gallery (the bank: the training split, no augmentation), queries and representations."""
+    from reprzoo.cli.main import main
+    from reprzoo.datamodules import ClassIncremental
+    from reprzoo.lightning_modules import CoReS
+    from reprzoo.zoo.api import push
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    recipe = digits_recipe("CoReS")
+    data_args = recipe["data"]["init_args"]
+    models, names = [], []
+    for task in (0, 1):
+        recipe_t = {**recipe, "data": {**recipe["data"], "init_args": {**data_args, "task": task}}}
+        data = ClassIncremental(**recipe_t["data"]["init_args"])
+        model = CoReS(num_classes=data.num_classes, **recipe["model"]["init_args"])
+        if models:
+            model.set_old_model(models[0])
+        trainer = _trainer(tmp_path / f"t{task}")
+        trainer.fit(model, datamodule=data)
+        models.append(model)
+        names.append(f"cores-tinyresnet-digits.{'new' if task else 'old'}")
+        push(write_run(tmp_path / f"run{task}", trainer, model, recipe_t), names[-1])
+    logged = trainer.validate(models[1], datamodule=data, verbose=False)[0]
+
+    args = ["compat", *names, "--data", "ClassIncremental", "--json", "--data.task=1"]
+    args += [f"--data.{k}={json.dumps(v)}" for k, v in data_args.items() if k != "task"]
+    capsys.readouterr()
+    assert main(args) == 0
+    matrix = json.loads(capsys.readouterr().out)["matrix"]
+    assert matrix[1][0] == pytest.approx(logged["val/compat_top1"], abs=1e-4)
+    assert matrix[0][0] == pytest.approx(logged["val/old_top1"], abs=1e-4)
+    assert matrix[1][1] == pytest.approx(logged["val/self_top1"], abs=1e-4)
+
+
+def test_mobilevos_pushed_on_one_machine_loads_from_a_moved_hub_without_its_teacher_file(tmp_path, monkeypatch):
+    import reprzoo
+    from reprzoo.zoo import teacher_weights
+    from reprzoo.zoo.api import push
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    teacher_file = teacher_weights("simsiam-tinyresnet-digits")  # a file of this machine
+    model, data, recipe = build_from_recipe("MobileVOS", teacher_weights=str(teacher_file))
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(model, datamodule=data)
+    run = write_run(tmp_path / "run", trainer, model, recipe)
+    assert model.hparams.teacher_weights == str(teacher_file)
+    push(run, "mobilevos-tinyresnet-digits.moved", to=f"local:{tmp_path / 'hub_a'}")
+    config_text = next((tmp_path / "hub_a").rglob("config.json")).read_text()
+    assert str(tmp_path) not in config_text and not absolute_paths(json.loads(config_text))
+
+    shutil.move(str(tmp_path / "hub_a"), str(tmp_path / "elsewhere"))  # another machine: another folder, no teacher file
+    shutil.rmtree(tmp_path / "home")
+    x = next(iter(data.val_dataloader()[1]))[0][:4]
+    encoder = reprzoo.load(f"local:{tmp_path / 'elsewhere' / 'mobilevos-tinyresnet-digits.moved'}")
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.embed(x), model.eval().embed(x))
+    method = reprzoo.load_method(f"local:{tmp_path / 'elsewhere' / 'mobilevos-tinyresnet-digits.moved'}")
+    torch.testing.assert_close(method.teacher.state_dict(), model.teacher.state_dict())  # the teacher came in the weights
+
+
+def _method_classes_in_package() -> dict[str, type]:
+    """Every concrete LightningModule of a method defined under reprzoo.lightning_modules (helper bases excluded)."""
+    import reprzoo.lightning_modules as package
+    from reprzoo.lightning_modules.base import EmbeddingModule
+    from reprzoo.lightning_modules.finetune import FineTune
+
+    found = {}
+    for info in pkgutil.walk_packages(package.__path__, prefix="reprzoo.lightning_modules."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                inspect.isclass(obj) and issubclass(obj, EmbeddingModule) and obj.__module__ == module.__name__
+                and not inspect.isabstract(obj) and obj is not FineTune and not name.startswith("_")
+                and not vars(obj).get("abstract_base", False)
+            ):
+                found[name] = obj
+    return found
+
+
+def test_every_method_class_is_registered_importable_and_has_both_recipes():
+    import reprzoo.lightning_modules as lm
+    from reprzoo.zoo.recipes import list_recipes
+
+    recipes = list_recipes()
+    registered = {info.name: info.cls for info in lm.list_methods()}
+    for name, cls in _method_classes_in_package().items():
+        assert registered.get(name) is cls, f"{cls.__module__}.{name} is a method class but not registered"
+    for name, cls in registered.items():
+        assert getattr(lm, name) is cls, f"reprzoo.lightning_modules.{name} is not importable"
+        assert f"digits/{name.lower()}" in recipes, f"{name} has no digits-scale recipe"
+        paper = [r for r in recipes if r.split("/", 1)[1] == name.lower() and not r.startswith("digits/")]
+        assert paper, f"{name} has no paper-scale recipe (cifar10/, cifar100/, stl10/ or sequences/)"
