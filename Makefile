@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q -c constraints.txt
 
-.PHONY: install demo test test-fast learning-table bench clean
+.PHONY: install demo lint format test test-fast learning-table bench clean
 
 install: $(VENV)/.installed
 
@@ -17,16 +17,29 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 demo: install
 	$(BIN)/reprzoo demo
 
-test: install
+LINT_PATHS := reprzoo tests benchmarks scripts
+
+# ruff's lint rules and formatter settings are in pyproject.toml ([tool.ruff])
+lint: install
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+# rewrites files: run it on a tree nobody else is editing
+format: install
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --select I --fix $(LINT_PATHS)
+
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -m "not slow and not ddp"
 
-# README's methods table: every method's learning test on digits, measurements kept in docs/learning/
+# README's methods table: every method's learning test on digits at its full budget (`make test` runs the quick
+# tier: tests/test_methods.py, QUICK_EPOCHS_BY_METHOD), measurements kept in docs/learning/
 learning-table: install
 	rm -rf docs/learning
-	REPRZOO_LEARNING_REPORT=docs/learning $(BIN)/python -m pytest -n 2 -m slow -k test_learns_on_digits -q
+	REPRZOO_LEARNING_TIER=full REPRZOO_LEARNING_REPORT=docs/learning $(BIN)/python -m pytest -n 2 -m slow -k test_learns_on_digits -q
 	$(BIN)/python scripts/learning_table.py docs/learning README.md
 
 bench: install

@@ -348,7 +348,8 @@ def measure(method: str, setting_name: str, args) -> dict[str, Any]:
             "e2e_vs_lightly": median[name] / median["lightly"],
             "model_only_vs_lightly": median[ceiling] / median["lightly_model_only"],
         }
-    del lightly, reprzoo, lightly_step, reprzoo_step, premade, candidates
+    # free the models before the next setting (rebinding, not del: the closures above share these variables)
+    lightly = reprzoo = lightly_step = reprzoo_step = premade = candidates = None
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -113,15 +113,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = []
     for k in args.k:
-        def reprzoo_knn():
+        def reprzoo_knn(k=k):  # k bound now (called in this iteration only)
             return weighted_knn_predict(on_device[2], on_device[0], on_device[1], args.classes, k, TEMPERATURE, **chunk)
 
-        def sklearn_knn():
+        def sklearn_knn(k=k):
             clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute", n_jobs=-1, weights=similarity_weights)
             return clf.fit(bank_np, bank_labels_np).predict(queries_np)
 
-        warm = [("reprzoo", lambda: weighted_knn_predict(on_device[2][:16], on_device[0], on_device[1], args.classes, k)),
-                ("sklearn", lambda: KNeighborsClassifier(n_neighbors=k).fit(bank_np[:k], bank_labels_np[:k]).predict(queries_np[:16]))]
+        warm = [("reprzoo", lambda k=k: weighted_knn_predict(on_device[2][:16], on_device[0], on_device[1], args.classes, k)),
+                ("sklearn", lambda k=k: KNeighborsClassifier(n_neighbors=k).fit(bank_np[:k], bank_labels_np[:k]).predict(queries_np[:16]))]
         for _, first_call in warm:  # untimed: thread pools, allocator, lazy imports
             first_call()
         seconds: dict[str, list[float]] = {"reprzoo": [], "sklearn": []}

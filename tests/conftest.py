@@ -1,14 +1,39 @@
-"""Shared test set-up: one torch thread per xdist worker, quiet Lightning, tiny shared fixtures."""
+"""Shared test set-up: one torch thread per xdist worker, quiet Lightning, tiny shared fixtures, and no test
+reading the user's environment (their zoo, Hugging Face cache, token, mirror or offline flag)."""
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
-os.environ.setdefault("REPRZOO_HOME", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"reprzoo-test-home-{os.getpid()}"))
+#: Variables of the user's shell that would reach into tests: their zoo (``REPRZOO_HOME``), their Hugging Face home,
+#: cache, token, mirror or offline flag. Removed before anything imports ``huggingface_hub`` (whose constants read
+#: them once, at import), then set or removed again around every test by ``_isolated_environment``.
+USER_ENVIRONMENT = (
+    "REPRZOO_HOME",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HUGGINGFACE_HUB_CACHE",
+    "HF_ASSETS_CACHE",
+    "HF_XET_CACHE",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_TOKEN_PATH",
+    "HF_ENDPOINT",
+)
+SESSION_HOME = Path(tempfile.gettempdir()) / f"reprzoo-test-{os.getpid()}"  # for session fixtures (shared_tiny_run)
+for _name in USER_ENVIRONMENT:
+    os.environ.pop(_name, None)
+os.environ["REPRZOO_HOME"] = str(SESSION_HOME / "reprzoo-home")
+os.environ["HF_HOME"] = str(SESSION_HOME / "hf-home")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two workers on two cores: no oversubscription
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -18,6 +43,29 @@ warnings.filterwarnings("ignore", ".*pin_memory.*")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path, monkeypatch):
+    """Every test starts with its own empty ``REPRZOO_HOME`` and Hugging Face home, online, with no token and the
+    default endpoint, whatever the shell running pytest exports; a test sets what it needs on top."""
+    for name in USER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    hf_home = tmp_path / "hf-home"
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "reprzoo-home"))
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    constants = sys.modules.get("huggingface_hub.constants")  # read at import: reset what a test could depend on
+    if constants is not None:
+        values = {
+            "HF_HUB_OFFLINE": False,
+            "HF_HOME": str(hf_home),
+            "HF_HUB_CACHE": str(hf_home / "hub"),
+            "HF_TOKEN_PATH": str(hf_home / "token"),
+            "HF_STORED_TOKENS_PATH": str(hf_home / "stored_tokens"),
+        }
+        for name, value in values.items():
+            if hasattr(constants, name):
+                monkeypatch.setattr(constants, name, value)
 
 
 @pytest.fixture

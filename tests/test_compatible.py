@@ -14,8 +14,8 @@ import torch
 
 from reprzoo.datamodules import BANK, QUERY, ClassIncremental, Digits
 from reprzoo.lightning_modules import BCT
-from reprzoo.lightning_modules.compatible.bct import synthesised_classifier
 from reprzoo.lightning_modules.compatible.base import load_old_model
+from reprzoo.lightning_modules.compatible.bct import synthesised_classifier
 from reprzoo.metrics.compatibility import compatibility_matrix, empirical_compatibility
 
 TINY = dict(backbone="resnet_tiny_cifar", num_classes=10, knn_k=20)

@@ -307,8 +307,8 @@ def test_interclr_builds_its_memory_at_fit_start(tiny_trainer_kwargs):
 
 
 def test_interclr_memory_update_relabels_by_nearest_centroid():
-    from reprzoo.lightning_modules import InterCLR
     from reprzoo.components.memory import MemoryBank
+    from reprzoo.lightning_modules import InterCLR
 
     model = InterCLR(**{**INTERCLR, "min_cluster_size": 1})
     model.memory = MemoryBank(6, 2, momentum=0.0)

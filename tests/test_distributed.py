@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +62,31 @@ def dist_env(port: int, **extra: str) -> dict[str, str]:
 def run_processes(commands: list[dict], log_dir: Path, timeout: float = TIMEOUT) -> tuple[list[int | None], str]:
     """Start every ``dict(args=..., env=..., cwd=...)`` at once, each in its own process group; wait for all of
     them. A group still running after ``timeout`` (or ``GRACE`` seconds after another process failed) is killed.
-    Returns the exit codes (``None`` for a killed process) and the combined output."""
+    Returns the exit codes (``None`` for a killed process) and the combined output.
+
+    One launch at a time across the pytest-xdist workers of a run (a file lock): two 2-process jobs on the 2-core
+    machine oversubscribe it, and a port picked by ``free_port`` before another job's launch could be taken by it
+    (a gloo rank that reaches the wrong peer aborts). Under the lock the rendezvous port is picked afresh."""
+    from filelock import FileLock
+
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", str(os.getpid()))
+    with FileLock(str(Path(tempfile.gettempdir()) / f"reprzoo-tests-launch-{run_id}.lock")):
+        return _run_processes(_with_fresh_port(commands), log_dir, timeout)
+
+
+def _with_fresh_port(commands: list[dict]) -> list[dict]:
+    old = next((c["env"]["MASTER_PORT"] for c in commands if "MASTER_PORT" in (c.get("env") or {})), None)
+    if old is None:
+        return commands
+    new = str(free_port())
+    return [
+        {**c, "args": [new if a == old else a for a in c["args"]],
+         "env": {k: (new if k == "MASTER_PORT" else v) for k, v in (c.get("env") or {}).items()}}
+        for c in commands
+    ]
+
+
+def _run_processes(commands: list[dict], log_dir: Path, timeout: float) -> tuple[list[int | None], str]:
     log_dir.mkdir(parents=True, exist_ok=True)
     procs, logs = [], []
     for i, cmd in enumerate(commands):

@@ -123,3 +123,37 @@ def test_every_method_class_is_registered_importable_and_has_both_recipes():
         assert f"digits/{name.lower()}" in recipes, f"{name} has no digits-scale recipe"
         paper = [r for r in recipes if r.split("/", 1)[1] == name.lower() and not r.startswith("digits/")]
         assert paper, f"{name} has no paper-scale recipe (cifar10/, cifar100/, stl10/ or sequences/)"
+
+
+def test_preprocessing_files_travel_with_the_model_checked(tmp_path, monkeypatch):
+    """A datamodule's preprocessing files (a tokenizer.json, a vocabulary) are pushed next to the weights, hashed in
+    the config, returned checked by ``load(name).preprocessing_file``; tampered files and path-like names are
+    refused."""
+    import reprzoo
+    from reprzoo.datamodules import Digits
+    from reprzoo.errors import ReprzooError
+    from reprzoo.zoo.api import push, resolve
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    vocabulary = json.dumps({"[PAD]": 0, "seven": 1}).encode()
+    monkeypatch.setattr(Digits, "preprocessing_files", lambda self: {"vocab.json": vocabulary}, raising=False)
+    model, data, recipe = build_from_recipe("SimSiam")
+    trainer = _trainer(tmp_path, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model, datamodule=data)
+    config = push(write_run(tmp_path / "run", trainer, model, recipe), "simsiam-tinyresnet-digits.vocab").config
+    assert set(config["preprocessing"]["files"]) == {"vocab.json"}
+    encoder = reprzoo.load("simsiam-tinyresnet-digits.vocab")
+    assert encoder.preprocessing_file("vocab.json").read_bytes() == vocabulary
+    with pytest.raises(ReprzooError, match="records no preprocessing file 'merges.txt'"):
+        encoder.preprocessing_file("merges.txt")
+
+    folder = resolve("simsiam-tinyresnet-digits.vocab").folder
+    (folder / "vocab.json").chmod(0o644)
+    (folder / "vocab.json").write_bytes(vocabulary.replace(b"seven", b"eight"))
+    with pytest.raises(ReprzooError, match="modified or corrupted"):
+        reprzoo.load("simsiam-tinyresnet-digits.vocab").preprocessing_file("vocab.json")
+    (folder / "config.json").chmod(0o644)
+    hostile = {**config, "preprocessing": {**config["preprocessing"], "files": {"../../evil.json": {"sha256": "0" * 64}}}}
+    (folder / "config.json").write_text(json.dumps(hostile))
+    with pytest.raises(ReprzooError, match="refusing preprocessing file name"):
+        reprzoo.load("simsiam-tinyresnet-digits.vocab")

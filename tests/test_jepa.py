@@ -9,10 +9,10 @@ import lightning as L
 import pytest
 import torch
 
+from reprzoo.backbones.vit_tokens import sincos_pos_embed, vit_patch_embeddings, vit_patch_positions, vit_patch_tokens
 from reprzoo.datamodules import Digits, eval_transform
 from reprzoo.datamodules.action_sequence import ACTION_PARAMS, ActionSequenceTransform
 from reprzoo.lightning_modules import IJEPA, SeqJEPA, SparseJEPA
-from reprzoo.backbones.vit_tokens import sincos_pos_embed, vit_patch_tokens
 from reprzoo.lightning_modules.vision_ssl.jepa import JEPAPredictor, MultiBlockMasks
 from reprzoo.losses import gaussian_kl, group_lasso, jepa_loss, oi_vae_loss
 
@@ -120,6 +120,19 @@ def test_vit_patch_tokens_follow_timm_and_any_subset():
     assert torch.allclose(vit_patch_tokens(model.backbone, x, perm), torch.gather(full, 1, perm[..., None].expand(-1, -1, 32)), atol=1e-5)
     part = vit_patch_tokens(model.backbone, x, perm[:, :10])
     assert part.shape == (2, 10, 32)
+
+
+def test_vit_patch_embeddings_and_positions_with_prefix_tokens():
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, num_classes=0, reg_tokens=2)
+    vit.patch_drop = torch.nn.Identity()
+    x = torch.randn(2, 3, 32, 32)
+    assert vit_patch_positions(vit).shape == (1, 16, 192)  # the 4 x 4 patches' positions, not the prefix tokens'
+    embedded = vit_patch_embeddings(vit, x)
+    assert embedded.shape == (2, vit.num_prefix_tokens + 16, 192)
+    assert torch.equal(vit_patch_embeddings(vit, x, patch_drop=True), embedded)  # identity patch_drop: the same
+    assert torch.allclose(vit_patch_tokens(vit, x), vit.forward_features(x)[:, vit.num_prefix_tokens :], atol=1e-5)
 
 
 def test_predictor_uses_target_positions():

@@ -195,8 +195,8 @@ def test_mrl_push_load_truncates_to_trained_prefixes(mrl_run, tmp_path, monkeypa
 
 
 def test_export_records_no_nested_dims_for_plain_methods():
-    from reprzoo.zoo.export import _nested_dims
     from reprzoo.lightning_modules import SimCLR
+    from reprzoo.zoo.export import _nested_dims
 
     assert _nested_dims(SimCLR(backbone="resnet_tiny_cifar")) is None
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reprzoo.lightning_modules import CMIM, CMIMFramework, METHODS
+from reprzoo.lightning_modules import CMIM, METHODS, CMIMFramework
 from reprzoo.losses import a_mim_loss, cmim_contrastive_loss, gaussian_log_prob
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-import pytest
 import lightning as L
+import pytest
 import torch
 
-from reprzoo.lightning_modules import SimSiam
 from reprzoo.components.ema import copy_as_target, cosine_tau, ema_update
+from reprzoo.lightning_modules import SimSiam
 from reprzoo.training.optim import (
     build_optimizer,
     build_scheduler,
+    cosine_schedule,
     global_batch_size,
     scaled_lr,
     split_weight_decay,
@@ -80,6 +81,17 @@ def test_simsiam_predictor_lr_is_fixed_by_default():
     assert groups["predictor"]["fixed_lr"] is True
     names = {n for n, _ in groups["encoder"]["params"]}
     assert not any(n.startswith(("predictor.", "probe.")) for n in names)
+
+
+def test_one_cosine_schedule_behind_lr_ema_and_weight_decay():
+    assert cosine_schedule(0, 10, 0.04, 0.4) == pytest.approx(0.04) and cosine_schedule(10, 10, 0.04, 0.4) == pytest.approx(0.4)
+    assert cosine_schedule(5, 10, 0.04, 0.4) == pytest.approx(0.22)
+    assert cosine_schedule(20, 10, 0.04, 0.4) == cosine_schedule(10, 10, 0.04, 0.4)  # held at the end
+    assert cosine_schedule(3, 0, 0.04, 0.4) == 0.04  # no steps: the start value
+    for step in range(0, 120, 7):  # the LR multiplier after warmup and BYOL's tau are the same curve
+        assert cosine_tau(step, 100, 0.99, 1.0) == cosine_schedule(step, 100, 0.99, 1.0)
+        if step >= 10:
+            assert warmup_cosine(step, 10, 100, 0.1) == cosine_schedule(step - 10, 90, 1.0, 0.1)
 
 
 def test_cosine_tau_schedule_matches_byol():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -16,7 +15,9 @@ def test_fields_have_unit_variance_and_are_smoother_with_longer_scales():
     long = gaussian_random_field(200, 32, 32, 0.2, generator)
     for f in (short, long):  # over draws, every pixel is N(0, 1)
         assert abs(f.mean().item()) < 0.1 and abs(f[:, 5, 7].std().item() - 1) < 0.15
-    roughness = lambda f: (f[:, :, 1:] - f[:, :, :-1]).abs().mean()  # neighbour differences
+    def roughness(f):  # neighbour differences
+        return (f[:, :, 1:] - f[:, :, :-1]).abs().mean()
+
     assert roughness(long) < 0.5 * roughness(short)
     constant = gaussian_random_field(3, 16, 16, 1e3, generator)  # a practically constant field per draw
     assert constant.std(dim=(1, 2)).max() < 1e-3 and constant.abs().mean() > 0.05

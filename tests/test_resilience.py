@@ -15,7 +15,13 @@ from torch.utils.data import Dataset
 
 from reprzoo.datamodules.base import TransformedDataset
 from reprzoo.datamodules.resumable import ResumableDataLoader, ResumableSampler, sample_seed
-from reprzoo.training.checkpointing import atomic_torch_save, checkpoint_step, find_resume_checkpoint
+from reprzoo.errors import ReprzooError
+from reprzoo.training.checkpointing import (
+    atomic_torch_save,
+    checkpoint_step,
+    find_resume_checkpoint,
+    find_run_checkpoint,
+)
 
 SCRIPTS = Path(__file__).parent / "ddp_scripts"
 
@@ -61,6 +67,38 @@ def test_resume_checkpoint_is_the_newest_valid_one(tmp_path):
     (tmp_path / "version_2" / "checkpoints" / ".last.ckpt.x.tmp").write_bytes(best.read_bytes())
     assert checkpoint_step(corrupt) is None and checkpoint_step(best) == 30
     assert find_resume_checkpoint(tmp_path) == best
+
+
+def test_run_checkpoint_of_a_folder_or_a_file(tmp_path):
+    """One finder for push/export and old models: (run_dir, checkpoint, config.yaml or None)."""
+    run = tmp_path / "version_0"
+    ckpts = run / "checkpoints"
+    for name, step in (("epoch=9-step=90.ckpt", 90), ("epoch=10-step=100.ckpt", 100)):  # 10 sorts before 9
+        atomic_torch_save({"state_dict": {}, "global_step": step}, ckpts / name)  # weights-only: no loops
+    (ckpts / "epoch=11-step=110.ckpt").write_bytes(b"cut short")
+    (ckpts / ".last.ckpt.abc.tmp").write_bytes(b"")
+    assert find_run_checkpoint(run) == (run, ckpts / "epoch=10-step=100.ckpt", None)
+    (run / "config.yaml").write_text("model: {}\n")
+    atomic_torch_save({"state_dict": {}, "loops": {}, "global_step": 5}, ckpts / "last.ckpt")
+    assert find_run_checkpoint(run) == (run, ckpts / "last.ckpt", run / "config.yaml")
+    assert find_run_checkpoint(ckpts / "epoch=9-step=90.ckpt") == (run, ckpts / "epoch=9-step=90.ckpt", run / "config.yaml")
+    loose = tmp_path / "loose.ckpt"
+    loose.write_bytes(b"")
+    assert find_run_checkpoint(loose) == (tmp_path, loose, None)
+
+    for path, message in (
+        (tmp_path / "missing", "old_model .*missing does not exist: give a run directory"),
+        (tmp_path / "empty", "old_model .*empty has no checkpoints/\\*.ckpt"),
+    ):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(ReprzooError, match=message) as err:
+            find_run_checkpoint(path, "old_model")
+        assert isinstance(err.value, FileNotFoundError)
+    broken = tmp_path / "broken" / "checkpoints"
+    broken.mkdir(parents=True)
+    (broken / "a.ckpt").write_bytes(b"junk")
+    with pytest.raises(ReprzooError, match="none of its checkpoints \\(a.ckpt\\) loads"):
+        find_run_checkpoint(broken.parent)
 
 
 # ------------------------------------------------------------------------------------------------ loaders

@@ -340,9 +340,9 @@ def test_unknown_architecture_is_refused(tiny_run, home, edit, match):
 
 
 def test_strict_loading_reports_keys(tiny_run, home):
-    import reprzoo
     from safetensors.torch import load_file, save_file
 
+    import reprzoo
     from reprzoo.zoo.repo import sha256_file
 
     reprzoo.zoo.push(tiny_run, NAME)
@@ -390,8 +390,9 @@ def test_pickles_are_never_read_from_a_hub(tiny_run, home, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ cards
 def test_card_parses_back_with_measured_metrics_only(tiny_run, home):
-    import reprzoo
     from huggingface_hub import ModelCard
+
+    import reprzoo
 
     reprzoo.zoo.push(tiny_run, NAME)
     card = ModelCard.load(weights_of(home).parent / "README.md")
@@ -415,8 +416,8 @@ def enc_sha(home: Path) -> str:
 
 
 def test_card_renders_from_config_alone(tiny_run, home):
-    from reprzoo.zoo.card import render_card
     import reprzoo
+    from reprzoo.zoo.card import render_card
 
     reprzoo.zoo.push(tiny_run, NAME)
     config = json.loads((weights_of(home).parent / "config.json").read_text())
@@ -429,9 +430,9 @@ def test_card_renders_from_config_alone(tiny_run, home):
 
 # ------------------------------------------------------------------------------------------------ fine-tuning
 def test_finetune_head_report_names_replaced_head(tiny_run, home, tmp_path):
-    import reprzoo
     from safetensors.torch import save_file
 
+    import reprzoo
     from reprzoo.lightning_modules import FineTune
 
     reprzoo.zoo.push(tiny_run, NAME)

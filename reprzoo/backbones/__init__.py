@@ -1,52 +1,65 @@
-"""Backbones: any timm model by name, plus small in-house CIFAR ResNets.
+"""Backbones: in-house encoders registered by name, any timm model by name, or a module built by the caller.
 
 ``build_backbone(name)`` returns a feature extractor (no classifier) with ``num_features`` set, so methods
-never depend on which library built it.
+never depend on which library built it. In-house encoders (the CIFAR ResNets, the 1-D and Atari CNNs, the DDPM
+U-Net, the text and graph embedding encoders, or a project's own) register with ``@register_backbone("name")``.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Callable
 
 from torch import nn
 
-from reprzoo.backbones.cifar_resnet import resnet18_cifar, resnet50_cifar, resnet_tiny_cifar
-from reprzoo.backbones.unet import unet_tiny
-from reprzoo.backbones.small_convnets import atari_cnn, conv1d_tiny, conv1d_tstcc
-from reprzoo.errors import UnknownNameError
+# importing the modules registers their backbones
+from reprzoo.backbones.cifar_resnet import resnet18_cifar, resnet50_cifar, resnet_tiny_cifar  # noqa: F401
+from reprzoo.backbones.embeddings import embedding_table, mean_pooled_embeddings  # noqa: F401
+from reprzoo.backbones.registry import BACKBONES, register_backbone
+from reprzoo.backbones.small_convnets import atari_cnn, conv1d_tiny, conv1d_tstcc  # noqa: F401
+from reprzoo.backbones.unet import unet_tiny  # noqa: F401
+from reprzoo.errors import ReprzooError, UnknownNameError
 
-IN_HOUSE: dict[str, Callable[..., nn.Module]] = {
-    "resnet18_cifar": resnet18_cifar,
-    "resnet50_cifar": resnet50_cifar,
-    "resnet_tiny_cifar": resnet_tiny_cifar,
-    "unet_tiny": unet_tiny,  # DDPM U-Net; forward(x) is its diffusion representation
-    "conv1d_tiny": conv1d_tiny,
-    "conv1d_tstcc": conv1d_tstcc,
-    "atari_cnn": atari_cnn,
-}
+#: The registered in-house backbones (the registry itself: backbones registered later appear here too).
+IN_HOUSE: dict[str, Callable[..., nn.Module]] = BACKBONES
 
 
 def list_backbones(pattern: str = "") -> list[str]:
+    """Registered in-house names, then timm's, matching a shell-style ``pattern`` (all when empty)."""
     import timm
 
-    return sorted(IN_HOUSE) + timm.list_models(pattern or "*")
+    return sorted(n for n in BACKBONES if fnmatch.fnmatch(n, pattern or "*")) + timm.list_models(pattern or "*")
 
 
-def build_backbone(name: str, **kwargs) -> nn.Module:
+def build_backbone(name: str | nn.Module, **kwargs) -> nn.Module:
     """A headless backbone: ``model(x)`` returns pooled features of size ``model.num_features``.
 
     Args:
-        name: an in-house name (``resnet18_cifar``, ``resnet_tiny_cifar``, ...) or any ``timm`` model name.
+        name: a registered in-house name (``resnet18_cifar``, ``resnet_tiny_cifar``, ``mean_pooled_embeddings``,
+            ...), any ``timm`` model name, or an already-built ``nn.Module`` exposing ``num_features`` (returned as
+            it is; a model built this way cannot be pushed to the zoo, which rebuilds backbones by name).
         kwargs: passed to the constructor (e.g. ``img_size`` for ViTs, ``in_chans``).
     """
-    if name in IN_HOUSE:
-        return IN_HOUSE[name](**kwargs)
+    if isinstance(name, nn.Module):
+        if kwargs:
+            raise ReprzooError(f"backbone arguments {sorted(kwargs)} apply to a backbone built by name, not to a module")
+        features = getattr(name, "num_features", None)
+        if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+            raise ReprzooError(
+                f"a backbone module must expose num_features (the width of its output), "
+                f"{type(name).__name__} has {features!r}"
+            )
+        return name
+    if not isinstance(name, str):
+        raise ReprzooError(f"a backbone is a registered name, a timm model name or an nn.Module, not {type(name).__name__}")
+    if name in BACKBONES:
+        return BACKBONES[name](**kwargs)
     import timm
 
     if not timm.is_model(name):
-        raise UnknownNameError("backbone", name, list(IN_HOUSE) + timm.list_models())
+        raise UnknownNameError("backbone", name, list(BACKBONES) + timm.list_models())
     # Weights never come from the network at build time: pretrained encoders load through reprzoo.load.
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
 
 
-__all__ = ["IN_HOUSE", "build_backbone", "list_backbones"]
+__all__ = ["BACKBONES", "IN_HOUSE", "build_backbone", "list_backbones", "register_backbone"]

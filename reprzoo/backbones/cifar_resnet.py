@@ -7,8 +7,10 @@ net for CPU tests and the digits demo.
 
 from __future__ import annotations
 
-from torch import nn
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from torch import nn
+
+from reprzoo.backbones.registry import register_backbone
 
 
 def _cifar_resnet(block, layers, channels=(64, 128, 256, 512), in_chans: int = 3, **kwargs) -> ResNet:
@@ -19,10 +21,12 @@ def _cifar_resnet(block, layers, channels=(64, 128, 256, 512), in_chans: int = 3
     return model
 
 
+@register_backbone("resnet18_cifar")
 def resnet18_cifar(**kwargs) -> ResNet:
     return _cifar_resnet(BasicBlock, (2, 2, 2, 2), **kwargs)
 
 
+@register_backbone("resnet50_cifar")
 def resnet50_cifar(**kwargs) -> ResNet:
     return _cifar_resnet(Bottleneck, (3, 4, 6, 3), **kwargs)
 
@@ -48,5 +52,6 @@ class TinyResNet(nn.Module):
         return self.pool(self.stages(self.stem(x)))
 
 
+@register_backbone("resnet_tiny_cifar")
 def resnet_tiny_cifar(**kwargs) -> TinyResNet:
     return TinyResNet(**kwargs)

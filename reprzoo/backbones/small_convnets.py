@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from reprzoo.backbones.registry import register_backbone
+
 
 class Conv1dEncoder(nn.Module):
     """Blocks of Conv1d (``kernel_size``, same padding) - BatchNorm - ReLU - MaxPool(2), then global average pooling
@@ -60,11 +62,13 @@ class Conv1dEncoder(nn.Module):
         return self.head(self.forward_features(x).mean(dim=-1))
 
 
+@register_backbone("conv1d_tiny")
 def conv1d_tiny(**kwargs) -> Conv1dEncoder:
     """16-32-64 channels: the CPU-test size of the TS-TCC encoder."""
     return Conv1dEncoder(**{"widths": (16, 32, 64), **kwargs})
 
 
+@register_backbone("conv1d_tstcc")
 def conv1d_tstcc(**kwargs) -> Conv1dEncoder:
     """TS-TCC's encoder widths (32-64-128, kernel 8, dropout 0.35 after the first block)."""
     return Conv1dEncoder(**{"widths": (32, 64, 128), "kernel_size": 8, "dropout": 0.35, **kwargs})
@@ -130,6 +134,7 @@ class AtariCNN(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+@register_backbone("atari_cnn")
 def atari_cnn(**kwargs) -> AtariCNN:
     return AtariCNN(**kwargs)
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprzoo.backbones.registry import register_backbone
 from reprzoo.losses.diffusion import alphas_cumprod, linear_beta_schedule, q_sample
 
 
@@ -175,6 +176,7 @@ class UNet(nn.Module):
         return self.feature_norm(self.block_features(x).mean(dim=(2, 3)))
 
 
+@register_backbone("unet_tiny")  # DDPM U-Net; forward(x) is its diffusion representation
 def unet_tiny(**kwargs) -> UNet:
     """32-64-64 channels over three resolutions: a DDPM U-Net small enough for CPU tests and digits."""
     return UNet(**kwargs)

@@ -15,9 +15,21 @@ from torch import nn
 PATCH_TOKEN_VIT = {"class_token": False, "global_pool": "avg", "fc_norm": False}
 
 
-def vit_patch_embeddings(vit: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Patch embeddings plus positions (and prefix tokens, if any) ``(batch, tokens, dim)``, before any block."""
-    return vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
+def vit_patch_embeddings(vit: nn.Module, images: torch.Tensor, patch_drop: bool = False) -> torch.Tensor:
+    """Patch embeddings plus positions (and prefix tokens, if any) ``(batch, tokens, dim)``, before any block.
+
+    ``patch_drop``: also apply the ViT's ``patch_drop`` (timm's random token dropout, identity unless the ViT was
+    built with ``patch_drop_rate``), as timm's ``forward_features`` does; methods that choose tokens themselves
+    leave it off.
+    """
+    x = vit._pos_embed(vit.patch_embed(images))
+    return vit.norm_pre(vit.patch_drop(x) if patch_drop else x)
+
+
+def vit_patch_positions(vit: nn.Module) -> torch.Tensor:
+    """The ViT's position embeddings of its patch tokens ``(1, H * W, dim)`` (without those of prefix tokens)."""
+    prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
+    return vit.pos_embed[:, prefix:]
 
 
 def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -48,6 +60,5 @@ def freeze_sincos_positions(vit: nn.Module) -> None:
     """Set the patch positions of a ViT with learned ``pos_embed`` to fixed sine-cosine values, not trained."""
     if vit.pos_embed is None:
         return
-    prefix = 0 if vit.no_embed_class else vit.num_prefix_tokens
-    vit.pos_embed.data[:, prefix:] = sincos_pos_embed(vit.patch_embed.grid_size, vit.pos_embed.shape[-1])
+    vit_patch_positions(vit).data.copy_(sincos_pos_embed(vit.patch_embed.grid_size, vit.pos_embed.shape[-1]))
     vit.pos_embed.requires_grad_(False)

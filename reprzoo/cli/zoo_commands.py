@@ -359,6 +359,13 @@ def cmd_compat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _to_device(batch, device):
+    """A batch (a tensor, or a dict, list or tuple of them: token ids and their mask, node ids) on ``device``."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    return move_data_to_device(batch, device)
+
+
 def _embed_split(encoder, dataset, batch_size: int, device: str):
     import torch
     from torch.utils.data import DataLoader
@@ -366,7 +373,7 @@ def _embed_split(encoder, dataset, batch_size: int, device: str):
     chunks, labels = [], []
     with torch.inference_mode():
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
-            chunks.append(encoder.embed(x.to(device)).float().cpu())
+            chunks.append(encoder.embed(_to_device(x, device)).float().cpu())
             labels.append(torch.as_tensor(y))
     return torch.cat(chunks), torch.cat(labels)
 
@@ -387,7 +394,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     chunks, labels = [], []
     with torch.inference_mode():
         for x, y in track(loader, description=f"embedding {len(dataset)} samples", console=_stderr_console()):
-            chunks.append(encoder.embed(x.to(args.device)).float().cpu().numpy())
+            chunks.append(encoder.embed(_to_device(x, args.device)).float().cpu().numpy())
             labels.append(torch.as_tensor(y).numpy())
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), dtype=np.float32)
     out = Path(args.out)

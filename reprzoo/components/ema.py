@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 from torch import nn
+
+from reprzoo.training.optim import cosine_schedule
 
 
 def copy_as_target(module: nn.Module) -> nn.Module:
@@ -18,11 +19,9 @@ def copy_as_target(module: nn.Module) -> nn.Module:
 
 
 def cosine_tau(step: int, total_steps: int, tau_base: float, tau_final: float = 1.0) -> float:
-    """BYOL's schedule: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (arXiv:2006.07733, Sec. 3.3)."""
-    if total_steps <= 0:
-        return tau_base
-    progress = min(step / total_steps, 1.0)
-    return tau_final - (tau_final - tau_base) * (math.cos(math.pi * progress) + 1) / 2
+    """BYOL's schedule: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (arXiv:2006.07733, Sec. 3.3), i.e.
+    :func:`~reprzoo.training.optim.cosine_schedule` from ``tau_base`` to ``tau_final``."""
+    return cosine_schedule(step, total_steps, tau_base, tau_final)
 
 
 @torch.no_grad()

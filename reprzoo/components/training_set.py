@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from reprzoo.datamodules.base import TransformedDataset
+from reprzoo.datamodules.base import EmbeddingDataModule, TransformedDataset
 
 
 def unaugmented_train_loader(
@@ -29,10 +29,14 @@ def unaugmented_train_loader(
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=getattr(datamodule, "num_workers", 0),
+        # batched as the datamodule's own loaders batch (its collate hook: padding, dict samples)
+        collate_fn=datamodule._collate_fn() if isinstance(datamodule, EmbeddingDataModule) else None,
     )
 
 
 @torch.no_grad()
 def extract(fn: Callable[[torch.Tensor], torch.Tensor], loader: DataLoader, device: torch.device) -> torch.Tensor:
-    """``fn`` applied to every image batch of ``loader``, concatenated."""
-    return torch.cat([fn(x.to(device)).float() for x, _ in loader])
+    """``fn`` applied to every batch of ``loader`` (moved to ``device``, dicts and tuples too), concatenated."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
+    return torch.cat([fn(move_data_to_device(x, device)).float() for x, _ in loader])

@@ -1,7 +1,6 @@
 """Datamodules shared by every method: they yield views and labels and know no method."""
 
 from reprzoo.datamodules.base import BANK, QUERY, EmbeddingDataModule, TransformedDataset
-from reprzoo.datamodules.sequences import GeneratedFrames, SyntheticTimeSeries, TimeSeriesTransform
 from reprzoo.datamodules.batch_augment import BatchAugmentation, BatchMultiView
 from reprzoo.datamodules.images import (
     CIFAR10,
@@ -13,6 +12,9 @@ from reprzoo.datamodules.images import (
     SyntheticImages,
     TensorImageDataset,
 )
+from reprzoo.datamodules.incremental import ClassIncremental
+from reprzoo.datamodules.random_fields import RandomFieldTransform, RandomFieldViewsTransform  # registers "random_field"
+from reprzoo.datamodules.sequences import GeneratedFrames, SyntheticTimeSeries, TimeSeriesTransform
 from reprzoo.datamodules.transforms import (
     BYOLTransform,
     MultiCropTransform,
@@ -23,8 +25,6 @@ from reprzoo.datamodules.transforms import (
     build_augmentation,
     eval_transform,
 )
-from reprzoo.datamodules.incremental import ClassIncremental
-from reprzoo.datamodules.random_fields import RandomFieldTransform, RandomFieldViewsTransform  # registers "random_field"
 
 __all__ = [
     "BatchAugmentation",

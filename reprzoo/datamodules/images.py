@@ -16,8 +16,8 @@ from torch.utils.data import Dataset
 
 from reprzoo.datamodules.base import EmbeddingDataModule, TransformedDataset
 from reprzoo.datamodules.batch_augment import BatchMultiView
-from reprzoo.datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augmentation, eval_transform
 from reprzoo.datamodules.resumable import sample_seed
+from reprzoo.datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augmentation, eval_transform
 from reprzoo.errors import ReprzooError
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

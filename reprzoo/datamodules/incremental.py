@@ -130,6 +130,8 @@ class ClassIncremental(EmbeddingDataModule):
         super().__init__(batch_size=base.batch_size, num_workers=base.num_workers, pin_memory=base.pin_memory)
         if memory_per_class != "all" and (isinstance(memory_per_class, str) or memory_per_class < 0):
             raise ValueError(f"memory_per_class must be >= 0 or 'all', got {memory_per_class!r}")
+        if base.num_classes is None:
+            raise ReprzooError(f"ClassIncremental splits the classes of labelled data; {type(base).__name__} has no num_classes")
         self.base = base
         self.num_classes = int(base.num_classes)
         self.num_tasks, self.initial_classes = num_tasks, initial_classes
@@ -269,6 +271,12 @@ class ClassIncremental(EmbeddingDataModule):
 
     def preprocessing(self) -> dict[str, Any]:
         return self.base.preprocessing()
+
+    def collate(self, samples: list[Any]) -> Any:
+        return self.base.collate(samples)  # the loaders are the base's; a loader built from this module batches alike
+
+    def _collate_fn(self) -> Callable[[list[Any]], Any]:
+        return self.base._collate_fn()
 
     def fingerprint(self, max_items: int = 256) -> str:
         self.setup()

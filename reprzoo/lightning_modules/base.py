@@ -18,8 +18,17 @@ import torch
 from torch import nn
 
 from reprzoo.backbones import build_backbone
-from reprzoo.components.representation import Represent  # noqa: F401  (re-exported for methods)
 from reprzoo.components.ema import cosine_tau, ema_update
+from reprzoo.components.representation import Represent  # noqa: F401  (re-exported for methods)
+from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
+from reprzoo.metrics.evaluators import (
+    CollapseEvaluator,
+    EvaluationProtocol,
+    Evaluator,
+    KNNEvaluator,
+    ProbeEvaluator,
+    resolve_protocol,
+)
 from reprzoo.training.optim import (
     OptimizerName,
     SchedulerName,
@@ -29,15 +38,6 @@ from reprzoo.training.optim import (
     scaled_lr,
     split_weight_decay,
     steps_per_epoch,
-)
-from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
-from reprzoo.metrics.evaluators import (
-    CollapseEvaluator,
-    EvaluationProtocol,
-    Evaluator,
-    KNNEvaluator,
-    ProbeEvaluator,
-    resolve_protocol,
 )
 
 BANK = 0  # evaluation loaders come as [bank (labelled reference set), queries]
@@ -62,7 +62,9 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
     """Base LightningModule for representation-learning methods.
 
     Args:
-        backbone: an in-house name (``resnet18_cifar``, ``resnet_tiny_cifar``) or any timm model name.
+        backbone: a registered in-house name (``resnet18_cifar``, ``mean_pooled_embeddings``, ...), any timm model
+            name, or an ``nn.Module`` exposing ``num_features`` (used as it is; not pushable: the zoo rebuilds
+            backbones by name).
         backbone_kwargs: extra constructor arguments of the backbone (e.g. ``img_size`` of a ViT).
         num_classes: classes of the evaluation labels; the CLI links it from the datamodule. ``None`` turns the
             online probe and kNN monitor off.
@@ -88,7 +90,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
 
     def __init__(
         self,
-        backbone: str = "resnet18_cifar",
+        backbone: str | nn.Module = "resnet18_cifar",
         backbone_kwargs: dict[str, Any] | None = None,
         num_classes: int | None = None,
         optimizer: OptimizerName = "sgd",
@@ -109,7 +111,8 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         fused_optimizer: bool | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        # a module passed as the backbone is saved in the state dict, not pickled into the hyperparameters
+        self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
         self.feature_dim: int = self.backbone.num_features
         self.probe = OnlineLinearProbe(self.feature_dim, num_classes) if (online_probe and num_classes) else None

@@ -7,7 +7,8 @@ from reprzoo.losses.adaptive_tokens import (
     nugget_attention_bias,
     select_nuggets,
 )
-from reprzoo.losses.matryoshka import doubling_dims, embedding_kl, matryoshka_loss, nested_logits, two_d_matryoshka_loss
+from reprzoo.losses.amcl import amcl_barlow_twins, amcl_info_nce, amcl_nt_xent
+from reprzoo.losses.beclr import alignment_loss, balanced_assignments, beclr_loss, opta, uniformity_loss
 from reprzoo.losses.compatible import (
     cosine_distillation,
     dsimplex_vertices,
@@ -19,22 +20,16 @@ from reprzoo.losses.compatible import (
     relative_projection,
 )
 from reprzoo.losses.contrastive import info_nce, nt_xent, supervised_contrastive
-from reprzoo.losses.hydra import class_pair_contrastive_loss, gate_entropy, gated_cosine
-from reprzoo.losses.prototypes import closeness_cost, cluster_cost, discrimination_cost, last_layer_l1, orthogonality_cost, prototype_similarity_maps, separation_cost
-from reprzoo.losses.mim import a_mim_loss, cmim_contrastive_loss, gaussian_log_prob
-from reprzoo.losses.interclr import inter_image_info_nce, sample_inter_image_pairs
-from reprzoo.losses.diffusion import alphas_cumprod, ddpm_loss, linear_beta_schedule, q_sample
 from reprzoo.losses.dbpm import find_bad_pairs, gaussian_weights, historical_loss, nt_xent_per_sample
-from reprzoo.losses.stdim import spatial_info_nce, stdim_loss
-from reprzoo.losses.distillation import contrastive_distillation
+from reprzoo.losses.diffusion import alphas_cumprod, ddpm_loss, linear_beta_schedule, q_sample
 from reprzoo.losses.dino import dino_loss, update_center
-from reprzoo.losses.jepa import gaussian_kl, group_lasso, jepa_loss, oi_vae_loss
 from reprzoo.losses.directpred import directpred_weight, feature_correlation, update_correlation
+from reprzoo.losses.distillation import contrastive_distillation
 from reprzoo.losses.equivariant import sie_loss
-from reprzoo.losses.amcl import amcl_barlow_twins, amcl_info_nce, amcl_nt_xent
-from reprzoo.losses.redundancy import barlow_twins_loss, covariance_loss, cross_correlation, variance_loss, vicreg_loss
-from reprzoo.losses.beclr import alignment_loss, balanced_assignments, beclr_loss, opta, uniformity_loss
-from reprzoo.losses.permutation import permutation_loss, permutation_matrix
+from reprzoo.losses.hydra import class_pair_contrastive_loss, gate_entropy, gated_cosine
+from reprzoo.losses.interclr import inter_image_info_nce, sample_inter_image_pairs
+from reprzoo.losses.jepa import gaussian_kl, group_lasso, jepa_loss, oi_vae_loss
+from reprzoo.losses.matryoshka import doubling_dims, embedding_kl, matryoshka_loss, nested_logits, two_d_matryoshka_loss
 from reprzoo.losses.mcr2 import (
     coding_rate,
     compression_rate,
@@ -43,10 +38,23 @@ from reprzoo.losses.mcr2 import (
     rate_reduction,
     total_coding_rate_loss,
 )
-from reprzoo.losses.pseudo_labels import cluster_means, guided_nt_xent, kmeans, reassign_small_clusters
+from reprzoo.losses.mim import a_mim_loss, cmim_contrastive_loss, gaussian_log_prob
 from reprzoo.losses.obow import bow_from_distances, bow_logits, bow_prediction_loss, squared_distances
+from reprzoo.losses.permutation import permutation_loss, permutation_matrix
+from reprzoo.losses.prototypes import (
+    closeness_cost,
+    cluster_cost,
+    discrimination_cost,
+    last_layer_l1,
+    orthogonality_cost,
+    prototype_similarity_maps,
+    separation_cost,
+)
+from reprzoo.losses.pseudo_labels import cluster_means, guided_nt_xent, kmeans, reassign_small_clusters
+from reprzoo.losses.redundancy import barlow_twins_loss, covariance_loss, cross_correlation, variance_loss, vicreg_loss
 from reprzoo.losses.siamese import byol_loss, byol_regression_loss, negative_cosine_similarity, simsiam_loss
 from reprzoo.losses.sinkhorn import sinkhorn
+from reprzoo.losses.stdim import spatial_info_nce, stdim_loss
 
 __all__ = [
     "budget_reconstruction_loss",

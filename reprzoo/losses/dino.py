@@ -3,7 +3,6 @@ ICCV 2021, arXiv:2104.14294), Algorithm 1 and Eq. 2-3."""
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -76,11 +75,3 @@ def teacher_temperature_at(epoch: int, warmup: float = 0.04, final: float = 0.07
     if warmup_epochs <= 1:
         return warmup
     return warmup + (final - warmup) * epoch / (warmup_epochs - 1)
-
-
-def cosine_schedule(step: int, total_steps: int, start: float, end: float) -> float:
-    """DINO's ``cosine_scheduler`` without warmup: ``end + (start - end) (1 + cos(pi step / total)) / 2``."""
-    if total_steps <= 0:
-        return start
-    progress = min(max(step / total_steps, 0.0), 1.0)
-    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))

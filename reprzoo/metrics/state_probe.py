@@ -66,8 +66,10 @@ def embed_dataset(
     encoder: Callable[[torch.Tensor], torch.Tensor], dataset, batch_size: int = 256, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Features of every sample of a ``(sample, label)`` dataset, in order."""
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return torch.cat([encoder(x.to(device)).float().cpu() for x, _ in loader])
+    return torch.cat([encoder(move_data_to_device(x, device)).float().cpu() for x, _ in loader])
 
 
 def state_variable_probe(model: torch.nn.Module, datamodule, max_iter: int = 1000) -> dict[str, dict[str, float]]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 import random
 import signal
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import lightning as L
 import numpy as np
@@ -25,29 +24,17 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from reprzoo.atomic import atomic_open
+from reprzoo.errors import ReprzooError
+
 CHECKPOINT_GLOB = "*.ckpt"
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``: readers see the old
     file or the complete new one, never a partial write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself reaches the disk
-    finally:
-        os.close(dir_fd)
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -183,26 +170,73 @@ def checkpoint_dir(trainer: L.Trainer) -> str:
     return os.path.join(root, "checkpoints")
 
 
-def checkpoint_step(path: str | os.PathLike) -> int | None:
-    """The global step of a complete Lightning checkpoint (it loads, and holds weights and loop state); ``None``
-    for a truncated, corrupt or foreign file."""
+def checkpoint_step(path: str | os.PathLike, resumable: bool = True) -> int | None:
+    """The global step of a complete Lightning checkpoint (it loads, and holds weights and, if ``resumable``, loop
+    state); ``None`` for a truncated, corrupt or foreign file."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None
-    if not (isinstance(ckpt, dict) and "state_dict" in ckpt and "loops" in ckpt):
+    if not (isinstance(ckpt, dict) and "state_dict" in ckpt and (not resumable or "loops" in ckpt)):
         return None
     return int(ckpt.get("global_step", 0))
+
+
+def _checkpoint_files(pattern_root: Path, pattern: str) -> list[Path]:
+    """The ``.ckpt`` files matching ``pattern``, without the hidden temporary files of interrupted atomic writes."""
+    return [p for p in pattern_root.glob(pattern) if p.is_file() and not p.name.startswith(".")]
+
+
+def newest_checkpoint(paths: Iterable[Path], resumable: bool = True) -> Path | None:
+    """The complete Lightning checkpoint among ``paths`` with the highest global step (then the newest file);
+    truncated, corrupt and foreign files are skipped, and so are weights-only ones if ``resumable``. ``None`` when
+    there is none."""
+    best: tuple[int, float, Path] | None = None
+    for path in paths:
+        step = checkpoint_step(path, resumable)
+        if step is not None and (best is None or (step, path.stat().st_mtime) > best[:2]):
+            best = (step, path.stat().st_mtime, path)
+    return best[2] if best else None
 
 
 def find_resume_checkpoint(run_root: str | os.PathLike) -> Path | None:
     """The newest valid checkpoint under ``run_root`` (``runs/<method>``: every ``version_*/checkpoints/*.ckpt``),
     by global step then modification time; corrupt or partial files are skipped. ``None`` when there is none."""
-    best: tuple[int, float, Path] | None = None
-    for path in Path(run_root).glob(f"*/checkpoints/{CHECKPOINT_GLOB}"):
-        if path.name.startswith("."):
-            continue  # the temporary file of an interrupted atomic write
-        step = checkpoint_step(path)
-        if step is not None and (best is None or (step, path.stat().st_mtime) > best[:2]):
-            best = (step, path.stat().st_mtime, path)
-    return best[2] if best else None
+    return newest_checkpoint(_checkpoint_files(Path(run_root), f"*/checkpoints/{CHECKPOINT_GLOB}"))
+
+
+class CheckpointNotFoundError(ReprzooError, FileNotFoundError):
+    """A run folder or checkpoint that does not exist or holds no checkpoint (also a ``FileNotFoundError``)."""
+
+
+def find_run_checkpoint(path: str | os.PathLike, what: str = "") -> tuple[Path, Path, Path | None]:
+    """``(run_dir, checkpoint, config.yaml or None)`` of a run folder (``runs/<method>/version_N``) or of a
+    ``.ckpt`` file (inside the run's ``checkpoints/`` folder, or anywhere).
+
+    A run folder gives its ``checkpoints/last.ckpt``, else its checkpoint of the highest global step that loads;
+    the run folder of a file is the parent of its ``checkpoints/`` folder, else its own folder. ``what`` names the
+    argument in error messages (``"old_model"``); the error is a :class:`CheckpointNotFoundError`.
+    """
+    label = f"{what} {path}" if what else str(path)
+    path = Path(path).expanduser()
+    if path.is_file():
+        ckpt = path
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    elif path.is_dir():
+        run_dir = path
+        candidates = _checkpoint_files(path / "checkpoints", CHECKPOINT_GLOB) if (path / "checkpoints").is_dir() else []
+        if not candidates:
+            raise CheckpointNotFoundError(f"{label} has no checkpoints/*.ckpt: is it a finished `reprzoo fit` run?")
+        last = path / "checkpoints" / "last.ckpt"
+        ckpt = last if last.is_file() else newest_checkpoint(candidates, resumable=False)
+        if ckpt is None:
+            names = ", ".join(sorted(p.name for p in candidates))
+            raise CheckpointNotFoundError(
+                f"{label}: none of its checkpoints ({names}) loads as a Lightning checkpoint; give one as a .ckpt file"
+            )
+    else:
+        raise CheckpointNotFoundError(
+            f"{label} does not exist: give a run directory (runs/<method>/version_N) or a .ckpt file"
+        )
+    config = run_dir / "config.yaml"
+    return run_dir, ckpt, config if config.is_file() else None

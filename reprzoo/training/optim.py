@@ -31,13 +31,25 @@ def steps_per_epoch(total_steps: int, max_epochs: int) -> int:
     return max(1, total_steps // max(1, max_epochs))
 
 
+def cosine_schedule(step: int, total_steps: int, start: float, end: float) -> float:
+    """Half a cosine from ``start`` at step 0 to ``end`` at ``total_steps`` (and after):
+    ``end + (start - end) (1 + cos(pi step / total_steps)) / 2``; ``start`` when ``total_steps <= 0``.
+
+    The one cosine schedule of the library: the LR decay (:func:`warmup_cosine`), BYOL's EMA rate
+    (``reprzoo.components.ema.cosine_tau``), DINO's and I-JEPA's weight decay (DINO's ``cosine_scheduler`` without
+    warmup).
+    """
+    if total_steps <= 0:
+        return start
+    progress = min(max(step / total_steps, 0.0), 1.0)
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
     """Multiplier of the base LR: linear warmup from 0 to 1, then cosine decay to ``min_ratio``."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cosine_schedule(step - warmup_steps, max(1, total_steps - warmup_steps), 1.0, min_ratio)
 
 
 def split_weight_decay(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float, **group) -> list[dict]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reprzoo.errors import ReprzooError, UnknownNameError
 from reprzoo.zoo.local_hub import LocalHub, default_home
 from reprzoo.zoo.names import Source, check_hf_repo, check_name, parse_source
-from reprzoo.zoo.repo import REPO_FILES, load_state_checked, read_config, verify_weights
+from reprzoo.zoo.repo import load_state_checked, read_config, repo_files, verify_weights
 
 if TYPE_CHECKING:
     import torch
@@ -313,7 +313,7 @@ def model_info(name: str, revision: str | None = None) -> dict[str, Any]:
     res = resolve(name, revision)
     config = read_config(res.folder)
     files = []
-    for filename in REPO_FILES:
+    for filename in repo_files(config):
         path = res.folder / filename
         if path.is_file():
             files.append({"file": filename, "size": path.stat().st_size, "sha256": sha256_file(path)})

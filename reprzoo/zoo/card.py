@@ -16,6 +16,13 @@ import yaml
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 #: Hugging Face dataset ids of the datamodules that have one; other datasets are named only in the card's text.
 HF_DATASETS = {"CIFAR10": "cifar10", "CIFAR100": "cifar100"}
+#: Hugging Face task of an encoder and of a classification metric, by the modality its preprocessing records.
+_TASKS = {"image": ("image-feature-extraction", "image-classification"), "text": ("feature-extraction", "text-classification")}
+
+
+def _tasks(config: dict[str, Any]) -> tuple[str, str]:
+    modality = (config.get("preprocessing") or {}).get("modality", "image")
+    return _TASKS.get(modality, ("feature-extraction", "feature-extraction"))
 
 _METRIC_NOTES = {
     "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on frozen backbone features (train split as the labelled "
@@ -49,6 +56,7 @@ def eval_results(config: dict[str, Any]) -> list:
     data_name = config["training"]["data"]["class_path"].rsplit(".", 1)[-1]
     dataset_type = HF_DATASETS.get(data_name, data_name.lower())
     out = []
+    feature_task, classification_task = _tasks(config)
     for key, value in card_metrics(config.get("metrics", {})).items():
         stage, _, metric = key.partition("/")
         if stage not in ("val", "test") or not metric:
@@ -56,7 +64,7 @@ def eval_results(config: dict[str, Any]) -> list:
         accuracy = metric.endswith("top1")
         out.append(
             EvalResult(
-                task_type="image-classification" if accuracy else "image-feature-extraction",
+                task_type=classification_task if accuracy else feature_task,
                 task_name={"knn_top1": "kNN classification", "probe_top1": "linear probe", "top1": "classification"}.get(
                     metric, "representation quality"
                 ),
@@ -78,7 +86,8 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
     arch, method, training = config["architecture"], config["method"], config["training"]
     data_name = training["data"]["class_path"].rsplit(".", 1)[-1]
     lineage = config.get("lineage") or {}
-    tags = ["reprzoo", "representation-learning", "image-feature-extraction", method["name"].lower(), arch["backbone"]]
+    feature_task = _tasks(config)[0]
+    tags = ["reprzoo", "representation-learning", feature_task, method["name"].lower(), arch["backbone"]]
     if method["name"] != "FineTune":
         tags.append("self-supervised")
     card_data = ModelCardData(
@@ -87,7 +96,7 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         tags=tags,
         datasets=[HF_DATASETS[data_name]] if data_name in HF_DATASETS else None,
         base_model=lineage.get("base_model"),
-        pipeline_tag="image-feature-extraction",
+        pipeline_tag=feature_task,
         model_name=config["name"],
         eval_results=eval_results(config) or None,
     )
@@ -182,6 +191,10 @@ def _compatibility_text(config: dict) -> str:
 def _preprocessing_text(pre: dict) -> str:
     if not pre:
         return "none recorded (the model takes tensors as they are)"
+    modality = pre.get("modality", "image")
+    if modality != "image" or "image_size" not in pre:  # text, graphs, ...: what the datamodule recorded
+        details = ", ".join(f"{k} {json.dumps(v)}" for k, v in pre.items() if k != "modality")
+        return f"{modality} input" + (f": {details}" if details else "") + " (as the training datamodule prepared it)"
     size = pre.get("image_size")
     return (
         f"resize the short side to {size} ({pre.get('resize', 'bilinear')}), {pre.get('crop', 'center')} crop "

@@ -7,7 +7,6 @@ unknown or foreign class is refused rather than built.
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 from reprzoo.errors import ReprzooError, UnknownNameError

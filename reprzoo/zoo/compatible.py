@@ -24,11 +24,12 @@ def old_model_checkpoint(name: str, revision: str | None = None) -> tuple[Path, 
     """
     import torch
 
+    from reprzoo.atomic import atomic_write_once
     from reprzoo.zoo.api import resolve
     from reprzoo.zoo.classes import check_backbone_kwargs, method_class
     from reprzoo.zoo.local_hub import default_home
     from reprzoo.zoo.names import parse_source
-    from reprzoo.zoo.repo import module_state, read_all_tensors, read_config, verify_weights
+    from reprzoo.zoo.repo import module_state, read_all_tensors, read_config, torch_file_complete, verify_weights
 
     res = resolve(name, revision)
     config = read_config(res.folder)
@@ -41,15 +42,14 @@ def old_model_checkpoint(name: str, revision: str | None = None) -> tuple[Path, 
     label = f"{src.target if src.kind in ('name', 'hf') else res.source}@{res.revision or '-'}"
     digest = config["weights"]["sha256"][:16]
     path = default_home() / "old_models" / f"{config.get('name') or 'model'}-{digest}.ckpt"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+
+    def write(tmp: Path) -> None:
         state = module_state(read_all_tensors(weights))
-        torch.save(
-            {"state_dict": state, "hyper_parameters": init_args, "reprzoo_method": cls.__name__, "zoo_model": label},
-            partial,
-        )
-        partial.replace(path)  # atomic: a reader never sees half a file
+        torch.save({"state_dict": state, "hyper_parameters": init_args, "reprzoo_method": cls.__name__, "zoo_model": label}, tmp)
+
+    # every DDP rank resolves zoo:NAME at once: one writes (unique temporary file, rename), the others wait for it
+    # and reuse its file
+    atomic_write_once(path, write, is_complete=torch_file_complete)
     return path, label
 
 

@@ -59,6 +59,13 @@ class Encoder(nn.Module):
     def metrics(self) -> dict[str, float]:
         return dict(self.config.get("metrics") or {})
 
+    def preprocessing_file(self, name: str) -> Path:
+        """A preprocessing file of the repository (``tokenizer.json``, a vocabulary, ...), its SHA-256 checked
+        against the config; the input pipeline of a text or graph model is rebuilt from it."""
+        from reprzoo.zoo.repo import verify_preprocessing_file
+
+        return verify_preprocessing_file(self._folder, self.config, name)
+
     @property
     def backbone(self) -> nn.Module:
         """Alias of ``encoder`` (the name of format-1 models)."""

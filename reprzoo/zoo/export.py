@@ -28,6 +28,7 @@ from reprzoo.zoo.repo import (
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
+    check_preprocessing_name,
     load_state_checked,
     sha256_file,
     split_module_state,
@@ -114,6 +115,14 @@ def export_run(
     from safetensors.torch import save_file
 
     save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt", "reprzoo_format": FORMAT_VERSION})
+    preprocessing = dict(datamodule.preprocessing())
+    extra = datamodule.preprocessing_files() if hasattr(datamodule, "preprocessing_files") else {}
+    if extra:  # what the input pipeline needs besides the config: a tokenizer.json, a vocabulary, a node index
+        for filename, content in extra.items():
+            (out_dir / check_preprocessing_name(filename)).write_bytes(content)
+        preprocessing["files"] = {
+            f: {"sha256": sha256_file(out_dir / f), "size": (out_dir / f).stat().st_size} for f in sorted(extra)
+        }
     info = _method_info(cls)
     config = {
         "format_version": FORMAT_VERSION,
@@ -140,7 +149,7 @@ def export_run(
             "heads": sorted({k.split(".")[1] for k in tensors if k.startswith("method.")}),
             "init_args": init_args,
         },
-        "preprocessing": datamodule.preprocessing(),
+        "preprocessing": preprocessing,
         "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(out_dir / WEIGHTS_FILE), "size": (out_dir / WEIGHTS_FILE).stat().st_size},
         "training": {
             "recipe": recipe,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from reprzoo.errors import ReprzooError
-from reprzoo.zoo.repo import REPO_FILES
+from reprzoo.zoo.repo import REPO_FILES, read_config, repo_files
 
 
 def _endpoint() -> str | None:
@@ -72,7 +72,7 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
     try:
         config = Path(hf_hub_download(repo_id, REPO_FILES[0], revision=revision, **options))
         commit = config.parent.name  # snapshots/<commit hash>/config.json
-        for filename in REPO_FILES[1:]:
+        for filename in repo_files(read_config(config.parent))[1:]:  # names checked: plain files of the repo root
             hf_hub_download(repo_id, filename, revision=commit, **options)
     except RevisionNotFoundError:
         raise ReprzooError(f"revision {revision!r} not found in {where}") from None
@@ -101,7 +101,7 @@ def upload(folder: Path, repo_id: str, private: bool = False, message: str = "")
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=str(folder),
-            allow_patterns=list(REPO_FILES),
+            allow_patterns=repo_files(read_config(folder)),
             commit_message=message or "reprzoo push",
         )
     except _network_errors() as err:

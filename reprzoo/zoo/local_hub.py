@@ -21,11 +21,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from reprzoo.atomic import atomic_write, atomic_write_text, fsync_dir
 from reprzoo.errors import ReprzooError
 from reprzoo.zoo.names import check_name, check_revision
-from reprzoo.zoo.repo import REPO_FILES, sha256_file
+from reprzoo.zoo.repo import REPO_FILES, read_config, repo_files, sha256_file
 
 COMMIT_FILE = "commit.json"
 STAGING = ".staging"
@@ -118,14 +120,18 @@ class LocalHub:
         missing = [f for f in REPO_FILES if not (Path(folder) / f).is_file()]
         if missing:
             raise ReprzooError(f"{folder} lacks {', '.join(missing)}; nothing was pushed")
+        filenames = repo_files(read_config(Path(folder)))  # with its preprocessing files (tokenizer.json, ...)
+        missing = [f for f in filenames if not (Path(folder) / f).is_file()]
+        if missing:
+            raise ReprzooError(f"{folder} lacks the preprocessing files {', '.join(missing)} its config lists; nothing was pushed")
         staging_root = self.root / STAGING
         staging_root.mkdir(parents=True, exist_ok=True)
         self._clean_stale(staging_root)
         stage = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=staging_root))
         try:
             files = {}
-            for filename in REPO_FILES:
-                _copy_synced(Path(folder) / filename, stage / filename)
+            for filename in filenames:
+                atomic_write(stage / filename, partial(shutil.copyfile, Path(folder) / filename))
                 files[filename] = {"sha256": sha256_file(stage / filename), "size": (stage / filename).stat().st_size}
                 if filename == "model.safetensors":
                     _pause("weights")
@@ -133,18 +139,18 @@ class LocalHub:
             created = time.time()
             rev = _revision_id(files, parent, created)
             commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
-            write_synced(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
+            atomic_write_text(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
             for path in stage.iterdir():
                 os.chmod(path, 0o444)  # a revision is never rewritten
             os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
-            _fsync_dir(stage)
+            fsync_dir(stage)
             (repo / "revisions").mkdir(parents=True, exist_ok=True)
             _pause("rename")
             os.rename(stage, repo / "revisions" / rev)  # atomic; fails rather than merge into an existing revision
-            _fsync_dir(repo / "revisions")
+            fsync_dir(repo / "revisions")
             _pause("ref")
             (repo / "refs").mkdir(exist_ok=True)
-            write_synced(repo / "refs" / "main", rev + "\n", atomic=True)
+            atomic_write_text(repo / "refs" / "main", rev + "\n")
             return rev
         finally:
             if stage.exists():
@@ -166,37 +172,6 @@ def _revision_id(files: dict, parent: str | None, created: float) -> str:
 
     payload = json.dumps({"files": files, "parent": parent, "created": created, "pid": os.getpid()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def _copy_synced(src: Path, dst: Path) -> None:
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-        fout.flush()
-        os.fsync(fout.fileno())
-
-
-def write_synced(path: Path, text: str, atomic: bool = False) -> None:
-    """Write and fsync; ``atomic`` writes a temporary file in the same folder and renames it over ``path``."""
-    target = path.with_name(f".{path.name}.{os.getpid()}.tmp") if atomic else path
-    try:
-        with open(target, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if atomic:
-            os.replace(target, path)
-            _fsync_dir(path.parent)
-    finally:
-        if atomic and target.exists():
-            target.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pause(stage: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -40,6 +41,55 @@ class IntegrityError(ReprzooError):
     """A file that does not match its recorded SHA-256, or that cannot be parsed."""
 
 
+#: Names a repository's preprocessing files may have (a tokenizer.json, a vocabulary, a node index): plain file
+#: names in the repository's root, never a path, never one of the three repository files.
+PREPROCESSING_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.(json|txt|model|vocab|npy|safetensors|tsv|csv)$")
+
+
+def check_preprocessing_name(name: str) -> str:
+    """``name`` if it is a valid preprocessing file name (see :data:`PREPROCESSING_FILE`), else an error."""
+    if not isinstance(name, str) or not PREPROCESSING_FILE.match(name) or name in REPO_FILES or ".." in name:
+        raise ReprzooError(
+            f"refusing preprocessing file name {name!r}: a plain file name (letters, digits, _ . -) ending in "
+            ".json, .txt, .model, .vocab, .npy, .safetensors, .tsv or .csv"
+        )
+    return name
+
+
+def preprocessing_files(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The preprocessing files a config lists (``preprocessing.files``: name -> sha256 and size), names checked."""
+    files = ((config.get("preprocessing") or {}).get("files")) or {}
+    if not isinstance(files, dict):
+        raise IntegrityError("config.json's preprocessing.files must map file names to their sha256 and size")
+    for name, record in files.items():
+        check_preprocessing_name(name)
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            raise IntegrityError(f"config.json's preprocessing.files[{name!r}] records no sha256")
+    return files
+
+
+def repo_files(config: Mapping[str, Any]) -> list[str]:
+    """Every file of a repository: the three repository files and its preprocessing files."""
+    return [*REPO_FILES, *preprocessing_files(config)]
+
+
+def verify_preprocessing_file(folder: Path, config: Mapping[str, Any], name: str) -> Path:
+    """The preprocessing file ``name`` of ``folder`` after checking its SHA-256 against ``config``."""
+    files = preprocessing_files(config)
+    if name not in files:
+        raise ReprzooError(f"{folder} records no preprocessing file {name!r} (it has: {sorted(files) or 'none'})")
+    path = Path(folder) / name
+    if not path.is_file():
+        raise IntegrityError(f"{folder} lacks its preprocessing file {name}")
+    digest = sha256_file(path)
+    if digest != files[name]["sha256"]:
+        raise IntegrityError(
+            f"{path} has SHA-256 {digest[:16]}... but config.json records {files[name]['sha256'][:16]}...: the file "
+            "was modified or corrupted; refusing to use it"
+        )
+    return path
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -60,6 +110,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or "format_version" not in config:
         raise IntegrityError(f"{path} is not a reprzoo config (no format_version)")
     check_format_version(str(config["format_version"]), path)
+    preprocessing_files(config)  # file names a hub may not steer: refused before anything is read or written
     return config
 
 
@@ -133,6 +184,36 @@ def read_all_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str
         return load_file(str(path), device=str(device))
     except SafetensorError as err:
         raise IntegrityError(f"{path} is not a valid safetensors file ({err})") from None
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether ``path`` is a whole safetensors file: its header parses and the file ends where the last tensor does
+    (a truncated or foreign file gives ``False``). Reads the header only."""
+    import struct
+
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size - 8:
+                return False
+            header = json.loads(f.read(n))
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError):
+        return False
+    return size == 8 + n + max(ends, default=0)
+
+
+def torch_file_complete(path: Path) -> bool:
+    """Whether ``path`` is a whole ``torch.save`` file (a zip archive whose central directory, written last, is
+    there and names its pickle). Nothing is unpickled."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_state_checked(module: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool, what: str) -> list[str]:

@@ -23,9 +23,10 @@ def teacher_weights(name: str, backbone: str | None = None, revision: str | None
     """
     from safetensors.torch import save_file
 
+    from reprzoo.atomic import atomic_write_once
     from reprzoo.zoo.api import resolve
     from reprzoo.zoo.local_hub import default_home
-    from reprzoo.zoo.repo import read_config, read_encoder_state, verify_weights
+    from reprzoo.zoo.repo import read_config, read_encoder_state, safetensors_complete, verify_weights
 
     res = resolve(name, revision)
     config = read_config(res.folder)
@@ -35,12 +36,13 @@ def teacher_weights(name: str, backbone: str | None = None, revision: str | None
     weights = verify_weights(res.folder, config)
     digest = config["weights"]["sha256"][:16]
     path = default_home() / "teachers" / f"{config.get('name') or 'model'}-{digest}.safetensors"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        save_file({k: v.contiguous() for k, v in read_encoder_state(weights).items()}, str(partial))
-        partial.replace(path)  # atomic: a reader never sees half a file
-    return path
+
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in read_encoder_state(weights).items()}, str(tmp))
+
+    # every DDP rank may resolve the same teacher at once: one writes (unique temporary file, rename), the others
+    # wait for it and reuse its file
+    return atomic_write_once(path, write, is_complete=safetensors_complete)
 
 
 def resolve_teacher_weights(value: str | None, backbone: str | None = None) -> str | None:

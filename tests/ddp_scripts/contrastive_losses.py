@@ -15,8 +15,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from reprzoo.distributed import rank, world_size
 from reprzoo.components.memory import MemoryQueue
+from reprzoo.distributed import rank, world_size
 from reprzoo.losses import guided_nt_xent, info_nce, nt_xent, supervised_contrastive
 
 N_PER_RANK, DIM, WORLD = 4, 6, 2

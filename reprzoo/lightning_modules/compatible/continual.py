@@ -14,10 +14,10 @@ from torch import nn
 
 from reprzoo.backbones import build_backbone
 from reprzoo.backbones.cifar_resnet import TinyResNet
+from reprzoo.components.feature_maps import stage_channels, stage_maps
 from reprzoo.components.representation import Concatenation
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.compatible.base import CompatibleModule
-from reprzoo.components.feature_maps import stage_channels, stage_maps
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.continual import der_auxiliary_loss, local_similarity, nca_loss, pod_flat, pod_spatial, pod_weight
 

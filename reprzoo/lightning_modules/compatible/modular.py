@@ -120,13 +120,13 @@ class PICLE(CompatibleModule):
         return LibraryModule(ins[layer], self._widths[layer], layer == len(self._widths) - 1, self.hparams.proj_dim)
 
     def _build(self, library_sizes: list[int], path: list[int], history: list[list[int]]) -> None:
-        self.library = nn.ModuleList(nn.ModuleList(self._new_module(l) for _ in range(n)) for l, n in enumerate(library_sizes))
+        self.library = nn.ModuleList(nn.ModuleList(self._new_module(i) for _ in range(n)) for i, n in enumerate(library_sizes))
         self.library.requires_grad_(False)
         self._set_path(path)
         self.hparams.library_sizes, self.hparams.history = library_sizes, history
 
     def _set_path(self, path: list[int]) -> None:
-        modules = [self.library[l][m] if m >= 0 else self._new_module(l) for l, m in enumerate(path)]
+        modules = [self.library[i][m] if m >= 0 else self._new_module(i) for i, m in enumerate(path)]
         self.backbone = ModularNet(modules)
         self.feature_dim = self.backbone.num_features
         self.hparams.path = list(path)
@@ -140,10 +140,10 @@ class PICLE(CompatibleModule):
             raise TypeError(f"PICLE's old model must be a PICLE model, got {type(old).__name__}")
         library = [list(layer) for layer in copy.deepcopy(old.library)]
         old_path = []
-        for l, (m, module) in enumerate(zip(old.hparams.path, old.backbone.path)):
+        for i, (m, module) in enumerate(zip(old.hparams.path, old.backbone.path)):
             if m < 0:  # the old problem's new module joins the library
-                library[l].append(copy.deepcopy(module))
-                m = len(library[l]) - 1
+                library[i].append(copy.deepcopy(module))
+                m = len(library[i]) - 1
             old_path.append(m)
         self.library = nn.ModuleList(nn.ModuleList(layer) for layer in library)
         self.library.requires_grad_(False)
@@ -161,8 +161,8 @@ class PICLE(CompatibleModule):
         scores = {}
         for prefix in itertools.product(*(range(n) for n in sizes[:depth])):
             x, log_likelihood = images, 0.0
-            for l, m in enumerate(prefix):
-                module = self.library[l][m].eval()
+            for i, m in enumerate(prefix):
+                module = self.library[i][m].eval()
                 log_likelihood += float(module.input_log_likelihood(x))
                 x = module(x)
             scores[prefix] = composition_log_prior(list(prefix), self.hparams.history, sizes, self.hparams.alpha) + log_likelihood

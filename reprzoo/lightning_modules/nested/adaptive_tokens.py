@@ -28,6 +28,7 @@ from reprzoo.backbones.vit_tokens import (
     run_blocks,
     sincos_pos_embed,
     vit_patch_embeddings,
+    vit_patch_positions,
 )
 from reprzoo.components.representation import Represent
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
@@ -266,7 +267,7 @@ class ALIT(AdaptiveTokenizer):
             image_tokens = x[:, :N]
             if hp.dynamic_halting:
                 done = reconstructed_tokens(reconstruction, target, hp.halting_threshold).unsqueeze(-1)
-                image_tokens = torch.where(done, self.encoder_mask_token + vit.pos_embed, image_tokens)
+                image_tokens = torch.where(done, self.encoder_mask_token + vit_patch_positions(vit), image_tokens)
             x = torch.cat([image_tokens, x[:, N:], new_tokens + self.rollout_embed[r + 1]], dim=1)
             x = self.recursive_norm(x)
         return outputs

@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.distributed import gather
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import ProjectionHead
 from reprzoo.components.memory import MemoryQueue
-from reprzoo.lightning_modules.vision_ssl.redundancy import BarlowTwinsProjectionHead
+from reprzoo.distributed import gather
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
+from reprzoo.lightning_modules.vision_ssl.redundancy import BarlowTwinsProjectionHead
 from reprzoo.losses.amcl import amcl_barlow_twins, amcl_info_nce, amcl_nt_xent
 
 Base = Literal["simclr", "moco", "barlow"]

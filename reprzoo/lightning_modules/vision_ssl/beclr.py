@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import ProjectionHead
 from reprzoo.components.memory import MemoryQueue
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.beclr import balanced_assignments, beclr_loss, opta
 from reprzoo.metrics.evaluators import FewShotEvaluator

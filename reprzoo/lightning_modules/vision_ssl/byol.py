@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import BYOLPredictionHead, BYOLProjectionHead
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import byol_loss
 

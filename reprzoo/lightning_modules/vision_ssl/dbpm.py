@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from reprzoo.components.heads import ProjectionHead
 from reprzoo.distributed import gather
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
-from reprzoo.components.heads import ProjectionHead
-from reprzoo.training.optim import OptimizerName, SchedulerName
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.dbpm import find_bad_pairs, gaussian_weights, historical_loss, nt_xent_per_sample
+from reprzoo.training.optim import OptimizerName, SchedulerName
 
 
 class DBPMProjectionHead(ProjectionHead):

@@ -7,11 +7,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import ProjectionHead
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
-from reprzoo.losses.dino import cosine_schedule, dino_loss, teacher_temperature_at, update_center
+from reprzoo.losses.dino import dino_loss, teacher_temperature_at, update_center
+from reprzoo.training.optim import cosine_schedule
 
 
 def forward_by_size(network: nn.Module, views: list[torch.Tensor]) -> list[torch.Tensor]:

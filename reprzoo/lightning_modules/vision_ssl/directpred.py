@@ -8,11 +8,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from reprzoo.components.heads import BYOLPredictionHead
 from reprzoo.distributed import all_reduce_mean
 from reprzoo.lightning_modules.base import TrainingOutput
-from reprzoo.lightning_modules.vision_ssl.byol import BYOL
-from reprzoo.components.heads import BYOLPredictionHead
 from reprzoo.lightning_modules.registry import register_method
+from reprzoo.lightning_modules.vision_ssl.byol import BYOL
 from reprzoo.losses import byol_loss, directpred_weight, feature_correlation, update_correlation
 
 PredictorMode = Literal["direct", "linear", "mlp"]

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprzoo.backbones import build_backbone
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.feature_maps import stage_channels, stage_maps
 from reprzoo.components.heads import ProjectionHead
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.distillation import contrastive_distillation
 

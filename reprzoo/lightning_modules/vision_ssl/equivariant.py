@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
-from reprzoo.lightning_modules.vision_ssl.redundancy import VICRegProjectionHead
 from reprzoo.lightning_modules.registry import register_method
+from reprzoo.lightning_modules.vision_ssl.redundancy import VICRegProjectionHead
 from reprzoo.losses.equivariant import sie_loss
 
 

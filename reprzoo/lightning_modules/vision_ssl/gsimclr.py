@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprzoo.components.training_set import extract, unaugmented_train_loader
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.lightning_modules.vision_ssl.simclr import SimCLR
-from reprzoo.components.training_set import extract, unaugmented_train_loader
 from reprzoo.losses import guided_nt_xent, kmeans
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reprzoo.components.memory import MemoryBank
+from reprzoo.components.training_set import extract, unaugmented_train_loader
 from reprzoo.distributed import gather
 from reprzoo.lightning_modules.base import TrainingOutput
-from reprzoo.components.memory import MemoryBank
-from reprzoo.lightning_modules.vision_ssl.moco import MoCoV2
 from reprzoo.lightning_modules.registry import register_method
-from reprzoo.components.training_set import extract, unaugmented_train_loader
+from reprzoo.lightning_modules.vision_ssl.moco import MoCoV2
 from reprzoo.losses import cluster_means, inter_image_info_nce, kmeans, reassign_small_clusters, sample_inter_image_pairs
 from reprzoo.losses.interclr import NegativeSampling
 

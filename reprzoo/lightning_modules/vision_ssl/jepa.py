@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from reprzoo.backbones.vit_tokens import PATCH_TOKEN_VIT, freeze_sincos_positions, sincos_pos_embed, vit_patch_tokens
-from reprzoo.components.representation import Represent
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import BYOLPredictionHead
+from reprzoo.components.representation import Represent
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import group_lasso, jepa_loss, negative_cosine_similarity, oi_vae_loss
+from reprzoo.training.optim import cosine_schedule
 
 #: ViT options I-JEPA needs: patch tokens only, average pooling of the normalised tokens as the representation.
 VIT_DEFAULTS = PATCH_TOKEN_VIT
@@ -231,9 +232,7 @@ class IJEPA(EmbeddingModule):
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         """I-JEPA's cosine weight-decay schedule from ``weight_decay`` to ``final_weight_decay``."""
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        progress = min(1.0, self.trainer.global_step / total)
-        start, end = self.hparams.weight_decay, self.hparams.final_weight_decay
-        wd = end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+        wd = cosine_schedule(self.trainer.global_step, total, self.hparams.weight_decay, self.hparams.final_weight_decay)
         for group in self.trainer.optimizers[0].param_groups:
             if group.get("cosine_weight_decay") and group["weight_decay"] > 0:
                 group["weight_decay"] = wd

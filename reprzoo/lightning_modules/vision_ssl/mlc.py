@@ -9,9 +9,9 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from reprzoo.components.heads import ProjectionHead
 from reprzoo.distributed import gather
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
-from reprzoo.components.heads import ProjectionHead
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.mcr2 import doubly_stochastic_membership, mlc_loss, total_coding_rate_loss
 from reprzoo.metrics.evaluators import ClusteringEvaluator

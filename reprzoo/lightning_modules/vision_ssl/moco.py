@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.heads import Layer, ProjectionHead
 from reprzoo.components.memory import MemoryQueue
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import info_nce
 

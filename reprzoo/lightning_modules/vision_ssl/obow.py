@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reprzoo.distributed import all_reduce_mean
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
-from reprzoo.lightning_modules.vision_ssl.dino import forward_by_size
 from reprzoo.components.ema import copy_as_target
 from reprzoo.components.feature_maps import stage_channels, stage_maps
 from reprzoo.components.heads import ProjectionHead
 from reprzoo.components.memory import MemoryQueue
+from reprzoo.distributed import all_reduce_mean
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
+from reprzoo.lightning_modules.vision_ssl.dino import forward_by_size
 from reprzoo.losses.obow import bow_from_distances, bow_logits, bow_prediction_loss, squared_distances
 
 

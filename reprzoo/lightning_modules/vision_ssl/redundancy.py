@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.heads import Layer, ProjectionHead
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.redundancy import barlow_twins_loss, vicreg_loss
 

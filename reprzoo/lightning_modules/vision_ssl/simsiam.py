@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.components.heads import SimSiamPredictionHead, SimSiamProjectionHead
+from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import simsiam_loss
 

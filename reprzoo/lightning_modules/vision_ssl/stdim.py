@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
-from reprzoo.training.optim import OptimizerName, SchedulerName
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.stdim import stdim_loss
+from reprzoo.training.optim import OptimizerName, SchedulerName
 
 
 def _locations(feature_map: torch.Tensor) -> torch.Tensor:

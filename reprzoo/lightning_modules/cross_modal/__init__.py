@@ -1,0 +1,3 @@
+"""Image and text: two towers and cross-modal objectives.
+
+No method yet: each method becomes a file here, registered with ``@register_method``."""
