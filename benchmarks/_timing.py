@@ -43,7 +43,11 @@ def images_per_s(
 
 
 def loader_images_per_s(
-    make_loader: Callable[[], Iterable], step: Callable[[Any], None], warmup: int, steps: int, batch_size: int,
+    make_loader: Callable[[], Iterable],
+    step: Callable[[Any], None],
+    warmup: int,
+    steps: int,
+    batch_size: int,
     device: torch.device,
 ) -> float:
     """``images_per_s`` over a fresh loader, whose worker processes are stopped afterwards."""

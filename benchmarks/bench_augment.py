@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
                 }
             )
             print(
-                f"{size:>4} px  {key:<18} {medians[key]:>9.1f} img/s  {per_cpu_s[key]:>9.1f} img/CPU-s  "
-                f"rounds {per_round[key]}",
+                f"{size:>4} px  {key:<18} {medians[key]:>9.1f} img/s  {per_cpu_s[key]:>9.1f} img/CPU-s  rounds {per_round[key]}",
                 flush=True,
             )
     results = {

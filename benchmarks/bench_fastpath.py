@@ -95,8 +95,12 @@ class Setting:
 
 
 SETTINGS = {
-    "resnet18@32": Setting("resnet18", 32, 128, 16, {"simsiam": (512, 128, 64), "byol": (1024, 256, 1024), "simclr": (512, 128, 0)}),
-    "resnet50@224": Setting("resnet50", 224, 16, 32, {"simsiam": (2048, 2048, 512), "byol": (4096, 256, 4096), "simclr": (2048, 128, 0)}),
+    "resnet18@32": Setting(
+        "resnet18", 32, 128, 16, {"simsiam": (512, 128, 64), "byol": (1024, 256, 1024), "simclr": (512, 128, 0)}
+    ),
+    "resnet50@224": Setting(
+        "resnet50", 224, 16, 32, {"simsiam": (2048, 2048, 512), "byol": (4096, 256, 4096), "simclr": (2048, 128, 0)}
+    ),
 }
 FULL_DEFAULTS = {"steps": 2, "warmup": 1, "rounds": 2, "workers": 1, "threads": 1}
 QUICK_DEFAULTS = {"steps": 1, "warmup": 1, "rounds": 1, "workers": 0, "threads": 1, "batch_size": 4}
@@ -106,12 +110,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
-    p.add_argument("--batch-size", type=int, default=None, help="images per step in every setting (default: 128 at 32 px, 16 at 224 px)")
-    p.add_argument("--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})")
-    p.add_argument("--warmup", type=int, default=None, help=f"untimed loader steps before them (default {FULL_DEFAULTS['warmup']})")
-    p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds; medians reported (default {FULL_DEFAULTS['rounds']})")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per step in every setting (default: 128 at 32 px, 16 at 224 px)"
+    )
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=None, help=f"untimed loader steps before them (default {FULL_DEFAULTS['warmup']})"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help=f"interleaved rounds; medians reported (default {FULL_DEFAULTS['rounds']})"
+    )
     p.add_argument("--threads", type=int, default=None, help=f"torch intra-op threads (default {FULL_DEFAULTS['threads']})")
-    p.add_argument("--workers", type=int, default=None, help=f"DataLoader workers of every pipeline (default {FULL_DEFAULTS['workers']})")
+    p.add_argument(
+        "--workers", type=int, default=None, help=f"DataLoader workers of every pipeline (default {FULL_DEFAULTS['workers']})"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast around forward and loss (both sides)")
     p.add_argument("--channels-last", action="store_true", help="channels-last models and inputs (both sides)")
@@ -377,8 +391,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python benchmarks/bench_fastpath.py " + " ".join(getattr(args, "argv", [])),
         "config": {
             key: getattr(args, key)
-            for key in ("methods", "settings", "batch_size", "steps", "warmup", "rounds", "threads", "workers",
-                        "device", "bf16", "channels_last", "seed", "quick")
+            for key in (
+                "methods",
+                "settings",
+                "batch_size",
+                "steps",
+                "warmup",
+                "rounds",
+                "threads",
+                "workers",
+                "device",
+                "bf16",
+                "channels_last",
+                "seed",
+                "quick",
+            )
         },
         "environment": environment(device),
         "results": groups,

@@ -52,9 +52,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=None, help=f"embeddings to classify (default {FULL_DEFAULTS['queries']:,})")
     p.add_argument("--dim", type=int, default=None, help=f"embedding width (default {FULL_DEFAULTS['dim']})")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--spread", type=float, default=None, help=f"noise std per dimension around unit-variance centres (default {FULL_DEFAULTS['spread']})")
+    p.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        help=f"noise std per dimension around unit-variance centres (default {FULL_DEFAULTS['spread']})",
+    )
     p.add_argument("--k", type=int, nargs="+", default=[200, 20], help="neighbours (default 200 20)")
-    p.add_argument("--repeats", type=int, default=None, help=f"timed calls per library and k; median (default {FULL_DEFAULTS['repeats']})")
+    p.add_argument(
+        "--repeats", type=int, default=None, help=f"timed calls per library and k; median (default {FULL_DEFAULTS['repeats']})"
+    )
     p.add_argument("--chunk-size", type=int, default=None, help="queries per matrix product (default: weighted_knn_predict's)")
     p.add_argument("--device", default="cpu", help="device of reprzoo's kNN: cpu (default) or cuda[:N]")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's, all cores)")
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     rows = []
     for k in args.k:
+
         def reprzoo_knn(k=k):  # k bound now (called in this iteration only)
             return weighted_knn_predict(on_device[2], on_device[0], on_device[1], args.classes, k, TEMPERATURE, **chunk)
 
@@ -120,8 +128,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             clf = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute", n_jobs=-1, weights=similarity_weights)
             return clf.fit(bank_np, bank_labels_np).predict(queries_np)
 
-        warm = [("reprzoo", lambda k=k: weighted_knn_predict(on_device[2][:16], on_device[0], on_device[1], args.classes, k)),
-                ("sklearn", lambda k=k: KNeighborsClassifier(n_neighbors=k).fit(bank_np[:k], bank_labels_np[:k]).predict(queries_np[:16]))]
+        warm = [
+            ("reprzoo", lambda k=k: weighted_knn_predict(on_device[2][:16], on_device[0], on_device[1], args.classes, k)),
+            (
+                "sklearn",
+                lambda k=k: KNeighborsClassifier(n_neighbors=k).fit(bank_np[:k], bank_labels_np[:k]).predict(queries_np[:16]),
+            ),
+        ]
         for _, first_call in warm:  # untimed: thread pools, allocator, lazy imports
             first_call()
         seconds: dict[str, list[float]] = {"reprzoo": [], "sklearn": []}
@@ -151,7 +164,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "command": "python benchmarks/bench_knn.py " + " ".join(getattr(args, "argv", [])),
         "config": {
             key: getattr(args, key)
-            for key in ("bank", "queries", "dim", "classes", "spread", "k", "repeats", "chunk_size", "device", "threads", "seed", "quick")
+            for key in (
+                "bank",
+                "queries",
+                "dim",
+                "classes",
+                "spread",
+                "k",
+                "repeats",
+                "chunk_size",
+                "device",
+                "threads",
+                "seed",
+                "quick",
+            )
         },
         "environment": environment(device, packages=("sklearn", "numpy")),
         "results": rows,

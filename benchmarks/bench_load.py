@@ -94,7 +94,7 @@ def main() -> None:
     candidates = {"reprzoo": lambda: _reprzoo_load(args.name), "timm": lambda: _timm_load(timm_file)}
     warm: dict[str, list[float]] = {k: [] for k in candidates}
     for i in range(args.warm_repeats):
-        for key in (list(candidates) if i % 2 == 0 else list(candidates)[::-1]):
+        for key in list(candidates) if i % 2 == 0 else list(candidates)[::-1]:
             warm[key].append(_time(candidates[key]))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -107,7 +107,7 @@ def main() -> None:
     }
     cold: dict[str, list[float]] = {k: [] for k in cold_code}
     for i in range(args.cold_repeats):
-        for key in (list(cold_code) if i % 2 == 0 else list(cold_code)[::-1]):
+        for key in list(cold_code) if i % 2 == 0 else list(cold_code)[::-1]:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", cold_code[key]], env=env, check=True, capture_output=True)
             cold[key].append(time.perf_counter() - start)

@@ -179,8 +179,9 @@ class LightlyDINO(LightlyModule):
         self.teacher_head = heads.DINOProjectionHead(FEATURES, 512, 64, out_dim)
         utils.deactivate_requires_grad(self.teacher_backbone)
         utils.deactivate_requires_grad(self.teacher_head)
-        self.criterion = loss.DINOLoss(output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.07,
-                                      warmup_teacher_temp_epochs=5)
+        self.criterion = loss.DINOLoss(
+            output_dim=out_dim, warmup_teacher_temp=0.04, teacher_temp=0.07, warmup_teacher_temp_epochs=5
+        )
 
     def momentum_pairs(self):
         return [(self.backbone, self.teacher_backbone), (self.student_head, self.teacher_head)]
@@ -198,8 +199,15 @@ class LightlyDINO(LightlyModule):
 
 
 # ------------------------------------------------------------------------------------------- reprzoo side
-SHARED = dict(backbone=BACKBONE, online_probe=False, lr_reference_batch=None, momentum=0.0, weight_decay=0.0,
-              scheduler="constant", warmup_epochs=0.0)
+SHARED = dict(
+    backbone=BACKBONE,
+    online_probe=False,
+    lr_reference_batch=None,
+    momentum=0.0,
+    weight_decay=0.0,
+    scheduler="constant",
+    warmup_epochs=0.0,
+)
 
 
 def reprzoo_model(name: str) -> nn.Module:
@@ -209,8 +217,7 @@ def reprzoo_model(name: str) -> nn.Module:
     if name == "SimCLR":
         return lm.SimCLR(proj_hidden_dim=512, proj_output_dim=128, temperature=0.5, **sgd)
     if name == "MoCoV2":
-        return lm.MoCoV2(proj_hidden_dim=512, proj_output_dim=128, temperature=0.2, queue_size=4096,
-                         key_momentum=0.999, **sgd)
+        return lm.MoCoV2(proj_hidden_dim=512, proj_output_dim=128, temperature=0.2, queue_size=4096, key_momentum=0.999, **sgd)
     if name == "BYOL":
         return lm.BYOL(proj_hidden_dim=512, proj_output_dim=128, tau_base=0.99, **sgd)
     if name == "BarlowTwins":
@@ -222,8 +229,7 @@ def reprzoo_model(name: str) -> nn.Module:
     raise ValueError(name)
 
 
-DINO_ARGS = dict(hidden_dim=512, bottleneck_dim=64, out_dim=2048, warmup_teacher_temperature_epochs=5,
-                 weight_decay_end=0.0)
+DINO_ARGS = dict(hidden_dim=512, bottleneck_dim=64, out_dim=2048, warmup_teacher_temperature_epochs=5, weight_decay_end=0.0)
 
 #: method -> (lightly module, reprzoo augmentation name and options shared by both sides)
 METHODS: dict[str, tuple[Callable[[], LightlyModule], str, dict[str, Any]]] = {
@@ -270,15 +276,30 @@ def knn_top1(model: nn.Module, data: Digits, k: int = 20) -> float:
 
 def train(model: L.LightningModule, augmentation: str, options: dict, args) -> dict[str, float]:
     L.seed_everything(args.seed, verbose=False)
-    data = Digits(batch_size=args.batch_size, num_workers=0, augmentation=augmentation,
-                  augmentation_kwargs={"blur_prob": 0.0, **options} if augmentation == "simsiam" else options)
+    data = Digits(
+        batch_size=args.batch_size,
+        num_workers=0,
+        augmentation=augmentation,
+        augmentation_kwargs={"blur_prob": 0.0, **options} if augmentation == "simsiam" else options,
+    )
     meter = Throughput(args.warmup, args.batch_size)
-    trainer = L.Trainer(accelerator="cpu", max_steps=args.steps, limit_val_batches=0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[meter], num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=args.steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[meter],
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, datamodule=data)
-    return {"images_per_s": meter.images_per_s(), "knn_top1": knn_top1(model, data),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "images_per_s": meter.images_per_s(),
+        "knn_top1": knn_top1(model, data),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def run(args) -> dict[str, Any]:
@@ -291,8 +312,7 @@ def run(args) -> dict[str, Any]:
         for side, build in sides if i % 2 == 0 else sides[::-1]:
             L.seed_everything(args.seed, verbose=False)
             row[side] = train(build(), augmentation, options, args)
-            print(f"{name:12s} {side:8s} {row[side]['images_per_s']:8.1f} img/s  kNN {row[side]['knn_top1']:.3f}",
-                  flush=True)
+            print(f"{name:12s} {side:8s} {row[side]['images_per_s']:8.1f} img/s  kNN {row[side]['knn_top1']:.3f}", flush=True)
         row["speed_ratio"] = row["reprzoo"]["images_per_s"] / row["lightly"]["images_per_s"]
         results["methods"][name] = row
     results["environment"]["loadavg_end"] = os.getloadavg()
@@ -304,18 +324,28 @@ def environment(args) -> dict[str, Any]:
 
     return {
         "command": "python benchmarks/bench_methods.py " + " ".join(args.argv),
-        "python": platform.python_version(), "torch": torch.__version__, "lightning": L.__version__,
-        "lightly": lightly.__version__, "cpu_count": os.cpu_count(), "threads": args.threads,
-        "loadavg_start": os.getloadavg(), "steps": args.steps, "batch_size": args.batch_size,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "lightly": lightly.__version__,
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "loadavg_start": os.getloadavg(),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
     }
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    rows = ["| method | lightly img/s | reprzoo img/s | reprzoo / lightly | lightly kNN top-1 | reprzoo kNN top-1 |",
-            "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| method | lightly img/s | reprzoo img/s | reprzoo / lightly | lightly kNN top-1 | reprzoo kNN top-1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, r in results["methods"].items():
-        rows.append(f"| {name} | {r['lightly']['images_per_s']:.0f} | {r['reprzoo']['images_per_s']:.0f} | "
-                    f"{r['speed_ratio']:.2f} | {r['lightly']['knn_top1']:.3f} | {r['reprzoo']['knn_top1']:.3f} |")
+        rows.append(
+            f"| {name} | {r['lightly']['images_per_s']:.0f} | {r['reprzoo']['images_per_s']:.0f} | "
+            f"{r['speed_ratio']:.2f} | {r['lightly']['knn_top1']:.3f} | {r['reprzoo']['knn_top1']:.3f} |"
+        )
     return "\n".join(rows)
 
 

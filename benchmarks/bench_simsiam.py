@@ -90,13 +90,29 @@ FULL_DEFAULTS = {
 # --------------------------------------------------------------------------------------------- arguments
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})")
-    p.add_argument("--warmup", type=int, default=None, help=f"untimed steps before them (pipeline fill, worker start; default {FULL_DEFAULTS['warmup']})")
-    p.add_argument("--rounds", type=int, default=None, help=f"interleaved rounds; medians are reported (default {FULL_DEFAULTS['rounds']})")
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"timed steps per candidate and round (default {FULL_DEFAULTS['steps']})"
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"untimed steps before them (pipeline fill, worker start; default {FULL_DEFAULTS['warmup']})",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help=f"interleaved rounds; medians are reported (default {FULL_DEFAULTS['rounds']})"
+    )
     p.add_argument("--batch-size", type=int, default=None, help=f"images per step (default {EXAMPLE_BATCH_SIZE}, the example's)")
     p.add_argument("--image-size", type=int, default=None, help=f"side of images and crops (default {EXAMPLE_IMAGE_SIZE})")
-    p.add_argument("--workers", type=int, default=None, help=f"DataLoader workers of both pipelines (default {FULL_DEFAULTS['workers']})")
-    p.add_argument("--threads", type=int, default=None, help=f"torch intra-op threads of the training process (default {FULL_DEFAULTS['threads']})")
+    p.add_argument(
+        "--workers", type=int, default=None, help=f"DataLoader workers of both pipelines (default {FULL_DEFAULTS['workers']})"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help=f"torch intra-op threads of the training process (default {FULL_DEFAULTS['threads']})",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-trainer", action="store_true", help="skip the reprzoo run through lightning.Trainer")
     p.add_argument("--no-pipeline-only", action="store_true", help="skip the loader-only measurements")

@@ -110,7 +110,6 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     return Path(path)
 
 
-
 def atomic_write_once(
     path: str | os.PathLike, writer: Callable[[Path], object], is_complete: Callable[[Path], bool] | None = None
 ) -> Path:

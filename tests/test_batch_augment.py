@@ -381,9 +381,7 @@ def test_simsiam_trains_with_device_augmentation(tiny_trainer_kwargs):
 
     L.seed_everything(0)
     data = Digits(batch_size=16, augment_on="device", augmentation_kwargs={"blur_prob": 0.0})
-    model = SimSiam(
-        backbone="resnet_tiny_cifar", num_classes=10, proj_hidden_dim=64, proj_output_dim=64, pred_hidden_dim=16
-    )
+    model = SimSiam(backbone="resnet_tiny_cifar", num_classes=10, proj_hidden_dim=64, proj_output_dim=64, pred_hidden_dim=16)
     check = _CheckBatches()
     trainer = L.Trainer(**tiny_trainer_kwargs, callbacks=[check])
     trainer.fit(model, datamodule=data)

@@ -105,8 +105,17 @@ def test_mask_patches_zeroes_the_ratio_of_squares():
 
 def test_beclr_enhances_after_memory_start_and_logs_fewshot_with_opta(tiny_trainer_kwargs):
     model = BECLR(
-        backbone="resnet_tiny_cifar", num_classes=10, proj_output_dim=32, memory_size=64, num_clusters=4,
-        topk=2, memory_start_epoch=1, mask_patch_size=4, fewshot_queries=2, fewshot_shots=[1], fewshot_episodes=20,
+        backbone="resnet_tiny_cifar",
+        num_classes=10,
+        proj_output_dim=32,
+        memory_size=64,
+        num_clusters=4,
+        topk=2,
+        memory_start_epoch=1,
+        mask_patch_size=4,
+        fewshot_queries=2,
+        fewshot_shots=[1],
+        fewshot_episodes=20,
     )
     data = Digits(image_size=16, batch_size=16, augmentation_kwargs={"blur_prob": 0.0})
     calls = []

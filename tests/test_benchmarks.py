@@ -108,7 +108,9 @@ def test_bench_fastpath_quick(tmp_path):
     assert json.loads(out.read_text()) == json.loads(json.dumps(results, default=str))
     assert results["environment"]["device_name"] and results["config"]["quick"]
     assert [(g["method"], g["image_size"], g["batch_size"]) for g in results["results"]] == [
-        ("simsiam", 16, 4), ("byol", 16, 4), ("simclr", 16, 4)
+        ("simsiam", 16, 4),
+        ("byol", 16, 4),
+        ("simclr", 16, 4),
     ]
     candidates = {"lightly", "lightly_model_only", "reprzoo_cpu", "reprzoo_device", "reprzoo_model_only"}
     for group in results["results"]:

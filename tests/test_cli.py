@@ -14,8 +14,13 @@ from reprzoo.cli.main import main
 from reprzoo.cli.training import cli_main
 from reprzoo.zoo.recipes import list_recipes
 
-TINY = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
-        "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0"]
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.num_sanity_val_steps=0",
+]
 
 
 def test_methods_json_lists_titles(capsys):
@@ -37,8 +42,16 @@ def test_every_shipped_recipe_parses(recipe, capsys):
 
 
 def test_fit_writes_run_directory(tmp_path):
-    main(["fit", "--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY,
-          "--trainer.check_val_every_n_epoch=1"])
+    main(
+        [
+            "fit",
+            "--config",
+            "digits/simsiam",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            *TINY,
+            "--trainer.check_val_every_n_epoch=1",
+        ]
+    )
     run = tmp_path / "simsiam" / "version_0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"train/loss", "val/knn_top1", "val/probe_top1", "epoch"} <= set(metrics)
@@ -52,9 +65,22 @@ def test_fit_writes_run_directory(tmp_path):
 
 
 def test_model_and_data_by_short_name(tmp_path):
-    main(["fit", "--model", "SimSiam", "--data", "Digits", "--model.backbone=resnet_tiny_cifar",
-          "--model.proj_hidden_dim=32", "--model.proj_output_dim=32", "--model.pred_hidden_dim=8",
-          "--data.batch_size=16", f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY])
+    main(
+        [
+            "fit",
+            "--model",
+            "SimSiam",
+            "--data",
+            "Digits",
+            "--model.backbone=resnet_tiny_cifar",
+            "--model.proj_hidden_dim=32",
+            "--model.proj_output_dim=32",
+            "--model.pred_hidden_dim=8",
+            "--data.batch_size=16",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            *TINY,
+        ]
+    )
     assert (tmp_path / "simsiam" / "version_0" / "metrics.json").exists()
 
 

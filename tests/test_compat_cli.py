@@ -33,12 +33,31 @@ def task_data(tmp_path: Path, task: int) -> str:
 
 def test_old_model_successor_push_and_compat(tmp_path, home, capsys):
     runs = tmp_path / "runs"
-    assert main(["fit", "--config", "digits/bct", f"--trainer.logger.init_args.save_dir={runs}", "--trainer.max_epochs=1", *TINY]) == 0
+    assert (
+        main(["fit", "--config", "digits/bct", f"--trainer.logger.init_args.save_dir={runs}", "--trainer.max_epochs=1", *TINY])
+        == 0
+    )
     assert main(["push", str(runs / "bct" / "version_0"), "--name", OLD]) == 0
     capsys.readouterr()
 
-    assert main(["finetune", OLD, "--compatible", "BCT", "--data", task_data(tmp_path, 1), "--epochs", "1",
-                 "--root-dir", str(runs), *TINY]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                OLD,
+                "--compatible",
+                "BCT",
+                "--data",
+                task_data(tmp_path, 1),
+                "--epochs",
+                "1",
+                "--root-dir",
+                str(runs),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"compatible with {OLD}@" in out and "val/compat_top1" in out
     successor = runs / "bct" / "version_1"

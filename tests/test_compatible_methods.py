@@ -178,7 +178,9 @@ def test_relative_projection_is_cosine_to_anchors_and_invariant():
     assert torch.allclose(relative_projection(scale * x @ q, scale * anchors @ q), rel, atol=1e-12)
     shift = torch.randn(5, dtype=torch.float64)
     centred = relative_projection(x, anchors, center=True)
-    assert torch.allclose(relative_projection(scale * (x + shift) @ q, scale * (anchors + shift) @ q, center=True), centred, atol=1e-10)
+    assert torch.allclose(
+        relative_projection(scale * (x + shift) @ q, scale * (anchors + shift) @ q, center=True), centred, atol=1e-10
+    )
 
 
 def test_relative_similarity_scores_isometric_models_as_identical():
@@ -247,9 +249,19 @@ def recipe_parts(method: str, task: int, memory_per_class: int | None = None, cl
 def fit(model, data, tmp_path, epochs: int = SUCCESSOR_EPOCHS, callbacks=()):
     import lightning as L
 
-    L.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_val_batches=0, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-              num_sanity_val_steps=0, default_root_dir=str(tmp_path), callbacks=list(callbacks)).fit(model, datamodule=data)
+    L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(tmp_path),
+        callbacks=list(callbacks),
+    ).fit(model, datamodule=data)
     return model
 
 
@@ -320,7 +332,6 @@ def test_cores_upgrade_meets_ecc_and_an_independent_successor_does_not(tmp_path)
         assert new_old > ind_old + 0.3, f"{metric}: CoReS/old {new_old:.3f} not well above independent/old {ind_old:.3f}"
 
 
-
 @pytest.mark.slow
 def test_stationary_upgrade_meets_ecc_when_the_first_model_has_precise_batchnorm(tmp_path):
     """The same upgrade with Stationary Representations' higher-order loss (lambda 0.1, mu 10). A 1-epoch first
@@ -344,10 +355,15 @@ def test_stationary_upgrade_meets_ecc_when_the_first_model_has_precise_batchnorm
     new.set_old_model(old)
     fit(new, data, tmp_path)
     scores = old_class_retrieval(data, old, {"new": new.eval().compatible_embed})
-    print(", ".join(f"{metric}: old/old {scores['old'][metric]:.3f}, new/old {scores['new'][metric]:.3f}"
-                    for metric in ("top1", "map")), flush=True)
+    print(
+        ", ".join(
+            f"{metric}: old/old {scores['old'][metric]:.3f}, new/old {scores['new'][metric]:.3f}" for metric in ("top1", "map")
+        ),
+        flush=True,
+    )
     old_old, new_old = scores["old"]["map"], scores["new"]["map"]
     assert new_old > old_old, f"{method} violates ECC: new/old mAP {new_old:.3f} <= old/old {old_old:.3f}"
+
 
 # Class-incremental successors (task 1: digits 5-9 + 20 replayed exemplars of each old digit, 3 epochs after a
 # 3-epoch first model): new/old top-1 on the old classes, measured: BT^2 0.472, CL2R 0.850, EBV 0.594, OCA 0.678,

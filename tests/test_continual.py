@@ -93,7 +93,9 @@ def test_der_auxiliary_loss():
     assert der_auxiliary_targets(labels, 5).tolist() == [0, 0, 1, 2, 0]
     logits = torch.randn(5, 3)
     targets = [0, 0, 1, 2, 0]
-    expected = sum(-math.log(math.exp(float(logits[i, t])) / sum(math.exp(float(v)) for v in logits[i])) for i, t in enumerate(targets))
+    expected = sum(
+        -math.log(math.exp(float(logits[i, t])) / sum(math.exp(float(v)) for v in logits[i])) for i, t in enumerate(targets)
+    )
     assert der_auxiliary_loss(logits, labels, 5).item() == pytest.approx(expected / 5, abs=1e-5)
     with pytest.raises(ValueError, match="auxiliary logits"):
         der_auxiliary_loss(logits[:, :2], labels, 5)
@@ -133,15 +135,26 @@ DIGITS_AUGMENTATION = {"num_views": 1, "crop_scale": (0.6, 1.0), "jitter_strengt
 
 def digits_task(task: int, memory_per_class: int = 20):
     return digits_incremental(
-        steps=2, task=task, memory_per_class=memory_per_class, batch_size=64, augmentation="simclr",
+        steps=2,
+        task=task,
+        memory_per_class=memory_per_class,
+        batch_size=64,
+        augmentation="simclr",
         augmentation_kwargs=DIGITS_AUGMENTATION,
     )
 
 
 def fit(model, data, epochs: int, tmp_path) -> None:
     L.Trainer(
-        accelerator="cpu", max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
     ).fit(model, datamodule=data)
 
 
@@ -253,7 +266,10 @@ def test_catn_members_differ_and_each_gets_its_own_gradient():
     model = CatN(backbone="resnet_tiny_cifar", num_classes=10, num_networks=3, online_probe=False)
     members = model.backbone.members
     assert not torch.equal(members[0].stem[0].weight, members[1].stem[0].weight)
-    again, other = CatN(backbone="resnet_tiny_cifar", num_classes=10, num_networks=3), CatN(backbone="resnet_tiny_cifar", num_classes=10, num_networks=3, seed=7)
+    again, other = (
+        CatN(backbone="resnet_tiny_cifar", num_classes=10, num_networks=3),
+        CatN(backbone="resnet_tiny_cifar", num_classes=10, num_networks=3, seed=7),
+    )
     assert torch.equal(again.backbone.members[2].stem[0].weight, members[2].stem[0].weight)  # the seed fixes them
     assert not torch.equal(other.backbone.members[0].stem[0].weight, members[0].stem[0].weight)
     model.eval()
@@ -308,7 +324,9 @@ def test_picle_scores_familiar_inputs_and_known_compositions_higher():
     scores = model.path_scores(images)
     assert set(scores) == {(0,), (1,)} and scores[(0,)] > scores[(1,)]
     # equally familiar modules: the prior prefers the composition used before
-    model = PICLE(num_classes=10, widths=(8, 8, 8), reuse_layers=2, library_sizes=[1, 2, 1], history=[[0, 1, 0]], online_probe=False)
+    model = PICLE(
+        num_classes=10, widths=(8, 8, 8), reuse_layers=2, library_sizes=[1, 2, 1], history=[[0, 1, 0]], online_probe=False
+    )
     model.library[1][1].load_state_dict(model.library[1][0].state_dict())
     scores = model.path_scores(images)
     assert scores[(0, 1)] - scores[(0, 0)] == pytest.approx(math.log(2 / 3) - math.log(1 / 3))

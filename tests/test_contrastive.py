@@ -21,8 +21,15 @@ TINY = dict(backbone="resnet_tiny_cifar", num_classes=4, knn_k=5)
 def _fit_steps(model, tiny_trainer_kwargs, batch_size=16, steps=2):
     from reprzoo.datamodules import SyntheticImages
 
-    data = SyntheticImages(num_classes=4, train_size=64, test_size=32, image_size=16, batch_size=batch_size,
-                           augmentation="simclr", augmentation_kwargs={"blur_prob": 0.0})
+    data = SyntheticImages(
+        num_classes=4,
+        train_size=64,
+        test_size=32,
+        image_size=16,
+        batch_size=batch_size,
+        augmentation="simclr",
+        augmentation_kwargs={"blur_prob": 0.0},
+    )
     trainer = L.Trainer(**{**tiny_trainer_kwargs, "limit_train_batches": steps})
     trainer.fit(model, datamodule=data)
     return trainer
@@ -155,8 +162,14 @@ def test_reassign_small_clusters_dissolves_and_refills():
     from reprzoo.losses import reassign_small_clusters
 
     # cluster 0: two groups of 5 near (1, +-0.5); cluster 1: 2 points near (-1, 0) (small); cluster 2: 6 at (-1, 0)
-    x = torch.cat([torch.tensor([[1.0, 0.5]]).repeat(5, 1), torch.tensor([[1.0, -0.5]]).repeat(5, 1),
-                   torch.tensor([[-1.0, 0.1]]).repeat(2, 1), torch.tensor([[-1.0, 0.0]]).repeat(6, 1)])
+    x = torch.cat(
+        [
+            torch.tensor([[1.0, 0.5]]).repeat(5, 1),
+            torch.tensor([[1.0, -0.5]]).repeat(5, 1),
+            torch.tensor([[-1.0, 0.1]]).repeat(2, 1),
+            torch.tensor([[-1.0, 0.0]]).repeat(6, 1),
+        ]
+    )
     labels = torch.tensor([0] * 10 + [1] * 2 + [2] * 6)
     centroids = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     new_labels, new_centroids = reassign_small_clusters(x, labels, centroids, min_size=3)
@@ -200,8 +213,18 @@ def test_gsimclr_pseudo_labels_from_the_autoencoder(tiny_trainer_kwargs):
     from reprzoo.lightning_modules import GSimCLR
     from reprzoo.losses import guided_nt_xent
 
-    model = GSimCLR(**TINY, proj_hidden_dim=32, proj_output_dim=16, temperature=0.5, num_clusters=6, dae_epochs=1,
-                    dae_channels=(4, 8, 8), optimizer="sgd", lr=0.05, warmup_epochs=0)
+    model = GSimCLR(
+        **TINY,
+        proj_hidden_dim=32,
+        proj_output_dim=16,
+        temperature=0.5,
+        num_clusters=6,
+        dae_epochs=1,
+        dae_channels=(4, 8, 8),
+        optimizer="sgd",
+        lr=0.05,
+        warmup_epochs=0,
+    )
     assert model.pseudo_labels.numel() == 0 and "pseudo_labels" not in model.state_dict()
     _fit_steps(model, tiny_trainer_kwargs)
     labels = model.pseudo_labels
@@ -284,8 +307,16 @@ def test_inter_image_sampling_flags_missing_negatives():
 
 
 # ----------------------------------------------------------------------------------------------- InterCLR
-INTERCLR = dict(**TINY, proj_hidden_dim=32, proj_output_dim=8, queue_size=64, num_clusters=4, min_cluster_size=4,
-                inter_negatives=8, semihard_pool=16)
+INTERCLR = dict(
+    **TINY,
+    proj_hidden_dim=32,
+    proj_output_dim=8,
+    queue_size=64,
+    num_clusters=4,
+    min_cluster_size=4,
+    inter_negatives=8,
+    semihard_pool=16,
+)
 
 
 def test_interclr_builds_its_memory_at_fit_start(tiny_trainer_kwargs):
@@ -343,8 +374,9 @@ def test_interclr_warmup_trains_the_intra_loss_alone(tiny_trainer_kwargs):
 
     from reprzoo.datamodules import SyntheticImages
 
-    data = SyntheticImages(num_classes=4, train_size=64, test_size=32, image_size=16, batch_size=16,
-                           augmentation_kwargs={"blur_prob": 0.0})
+    data = SyntheticImages(
+        num_classes=4, train_size=64, test_size=32, image_size=16, batch_size=16, augmentation_kwargs={"blur_prob": 0.0}
+    )
     trainer = L.Trainer(**tiny_trainer_kwargs, callbacks=[Snapshot()])
     trainer.fit(model, datamodule=data)
     assert "train/inter_loss" not in trainer.callback_metrics  # epoch 0 is warmup

@@ -121,8 +121,22 @@ def test_update_hash_tells_types_and_layouts_apart():
         update_hash(h, value)
         return h.hexdigest()
 
-    values = [1, 1.0, "1", True, [1], (1,), {"a": 1}, torch.tensor([1]), torch.tensor([1.0]), torch.tensor([[1]]),
-              np.array([1], dtype=np.int64), np.float64(1.0), None, b"1"]
+    values = [
+        1,
+        1.0,
+        "1",
+        True,
+        [1],
+        (1,),
+        {"a": 1},
+        torch.tensor([1]),
+        torch.tensor([1.0]),
+        torch.tensor([[1]]),
+        np.array([1], dtype=np.int64),
+        np.float64(1.0),
+        None,
+        b"1",
+    ]
     assert len({digest(v) for v in values}) == len(values)
     assert digest({"b": 2, "a": 1}) == digest({"a": 1, "b": 2})
     t = torch.arange(6).reshape(2, 3)

@@ -35,6 +35,7 @@ SCRIPTS = Path(__file__).resolve().parent / "ddp_scripts"
 TIMEOUT = 240  # seconds for any multi-process launch
 GRACE = 20  # seconds the other processes get once one has failed
 
+
 # ----------------------------------------------------------------------------------------------- helpers
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -44,8 +45,23 @@ def free_port() -> int:
 
 def dist_env(port: int, **extra: str) -> dict[str, str]:
     """This environment without any launcher or cluster variables, plus loopback rendezvous settings."""
-    drop = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
-            "MASTER_PORT", "PL_GLOBAL_SEED", "PL_TRAINER_", "TORCHELASTIC_", "SLURM_", "OMPI_", "PMI_", "LSB_")
+    drop = (
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "NODE_RANK",
+        "GROUP_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "PL_GLOBAL_SEED",
+        "PL_TRAINER_",
+        "TORCHELASTIC_",
+        "SLURM_",
+        "OMPI_",
+        "PMI_",
+        "LSB_",
+    )
     env = {k: v for k, v in os.environ.items() if not (k in drop or k.startswith(drop))}
     env.update(
         MASTER_ADDR="127.0.0.1",
@@ -80,8 +96,11 @@ def _with_fresh_port(commands: list[dict]) -> list[dict]:
         return commands
     new = str(free_port())
     return [
-        {**c, "args": [new if a == old else a for a in c["args"]],
-         "env": {k: (new if k == "MASTER_PORT" else v) for k, v in (c.get("env") or {}).items()}}
+        {
+            **c,
+            "args": [new if a == old else a for a in c["args"]],
+            "env": {k: (new if k == "MASTER_PORT" else v) for k, v in (c.get("env") or {}).items()},
+        }
         for c in commands
     ]
 
@@ -93,8 +112,14 @@ def _run_processes(commands: list[dict], log_dir: Path, timeout: float) -> tuple
         log = log_dir / f"proc{i}.log"
         with open(log, "wb") as out:
             procs.append(
-                subprocess.Popen(cmd["args"], env=cmd["env"], cwd=cmd.get("cwd", ROOT), stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+                subprocess.Popen(
+                    cmd["args"],
+                    env=cmd["env"],
+                    cwd=cmd.get("cwd", ROOT),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             )
         logs.append(log)
     deadline = time.monotonic() + timeout
@@ -111,8 +136,10 @@ def _run_processes(commands: list[dict], log_dir: Path, timeout: float) -> tuple
             os.killpg(p.pid, signal.SIGKILL)  # the process group this function created: the launcher and its workers
             p.wait()
             killed.add(i)
-    output = "\n".join(f"===== process {i}: {' '.join(map(str, commands[i]['args']))}\n{log.read_text(errors='replace')}"
-                       for i, log in enumerate(logs))
+    output = "\n".join(
+        f"===== process {i}: {' '.join(map(str, commands[i]['args']))}\n{log.read_text(errors='replace')}"
+        for i, log in enumerate(logs)
+    )
     return [None if i in killed else p.returncode for i, p in enumerate(procs)], output
 
 
@@ -173,8 +200,10 @@ def primitives(tmp_path_factory):
     def produce(out: Path) -> None:
         port = free_port()
         commands = [
-            dict(args=[sys.executable, str(SCRIPTS / "primitives.py"), str(out)],
-                 env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)))
+            dict(
+                args=[sys.executable, str(SCRIPTS / "primitives.py"), str(out)],
+                env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)),
+            )
             for r in range(2)
         ]
         save_status(out, *run_processes(commands, out / "logs"))
@@ -307,8 +336,17 @@ def equivalence(tmp_path_factory):
         port = free_port()
         runs = ",".join([*RUNS, "simsiam_nosync"])
         command = dict(
-            args=[sys.executable, str(SCRIPTS / "fit_equivalence.py"), str(out / "ddp"), "--devices", "2",
-                  "--batch-size", str(script.GLOBAL_BATCH // 2), "--runs", runs],
+            args=[
+                sys.executable,
+                str(SCRIPTS / "fit_equivalence.py"),
+                str(out / "ddp"),
+                "--devices",
+                "2",
+                "--batch-size",
+                str(script.GLOBAL_BATCH // 2),
+                "--runs",
+                runs,
+            ],
             env=dist_env(port),
         )
         save_status(out, *run_processes([command], out / "logs"))
@@ -385,8 +423,9 @@ def test_ddp_validation_metrics_match_one_process(equivalence, run):
 
 
 # ----------------------------------------------------------------------------------------------- 4. two nodes
-def torchrun_fit_commands(tmp_path: Path, shared: Path, extra: list[str], node_extra: dict[int, list[str]] | None = None,
-                          workdir: str = "node") -> list[dict]:
+def torchrun_fit_commands(
+    tmp_path: Path, shared: Path, extra: list[str], node_extra: dict[int, list[str]] | None = None, workdir: str = "node"
+) -> list[dict]:
     """Two torchrun agents on loopback (one CPU process each) running ``reprzoo fit`` on the digits recipe."""
     port = free_port()
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -394,17 +433,51 @@ def torchrun_fit_commands(tmp_path: Path, shared: Path, extra: list[str], node_e
     for node in range(2):
         cwd = tmp_path / f"{workdir}{node}"
         cwd.mkdir(exist_ok=True)
-        commands.append(dict(
-            args=[str(torchrun), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
-                  "--master-addr", "127.0.0.1", "--master-port", str(port),
-                  "-m", "reprzoo.cli", "fit", "--config", "digits/simsiam",
-                  "--trainer.strategy", "ddp", "--trainer.num_nodes", "2", "--trainer.devices", "1",
-                  "--trainer.accelerator", "cpu", "--trainer.limit_val_batches", "2",
-                  "--trainer.check_val_every_n_epoch", "1", "--trainer.num_sanity_val_steps", "0",
-                  "--trainer.logger.init_args.save_dir", str(shared), *extra, *(node_extra or {}).get(node, [])],
-            env=dist_env(port, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "ddp_scripts"), os.environ.get("PYTHONPATH", "")])),
-            cwd=cwd,
-        ))
+        commands.append(
+            dict(
+                args=[
+                    str(torchrun),
+                    "--nnodes",
+                    "2",
+                    "--nproc-per-node",
+                    "1",
+                    "--node-rank",
+                    str(node),
+                    "--master-addr",
+                    "127.0.0.1",
+                    "--master-port",
+                    str(port),
+                    "-m",
+                    "reprzoo.cli",
+                    "fit",
+                    "--config",
+                    "digits/simsiam",
+                    "--trainer.strategy",
+                    "ddp",
+                    "--trainer.num_nodes",
+                    "2",
+                    "--trainer.devices",
+                    "1",
+                    "--trainer.accelerator",
+                    "cpu",
+                    "--trainer.limit_val_batches",
+                    "2",
+                    "--trainer.check_val_every_n_epoch",
+                    "1",
+                    "--trainer.num_sanity_val_steps",
+                    "0",
+                    "--trainer.logger.init_args.save_dir",
+                    str(shared),
+                    *extra,
+                    *(node_extra or {}).get(node, []),
+                ],
+                env=dist_env(
+                    port,
+                    PYTHONPATH=os.pathsep.join([str(Path(__file__).parent / "ddp_scripts"), os.environ.get("PYTHONPATH", "")]),
+                ),
+                cwd=cwd,
+            )
+        )
     return commands
 
 
@@ -441,8 +514,16 @@ def test_two_nodes_one_killed_then_both_resume(tmp_path):
     """Node 1 is SIGKILLed after step 3 (checkpoints every 2 steps); node 0 fails on the lost peer. Both agents
     restarted with ``--resume auto`` continue the same run folder from step 2 and finish all 6 steps."""
     shared = tmp_path / "shared"
-    common = ["--trainer.limit_train_batches", "6", "--trainer.max_epochs", "1", "--checkpoint_every_n_steps", "2",
-              "--data.batch_size", "32"]
+    common = [
+        "--trainer.limit_train_batches",
+        "6",
+        "--trainer.max_epochs",
+        "1",
+        "--checkpoint_every_n_steps",
+        "2",
+        "--data.batch_size",
+        "32",
+    ]
     kill = {"class_path": "kill_at_step.KillAtStep", "init_args": {"step": 3, "signal_name": "SIGKILL"}}
     commands = torchrun_fit_commands(tmp_path, shared, common, {1: ["--trainer.callbacks+=" + json.dumps(kill)]})
     codes, output = run_processes(commands, tmp_path / "logs_killed")
@@ -472,8 +553,9 @@ def test_bf16_mixed_and_channels_last_train_on_cpu(method, tiny_trainer_kwargs):
     if method == "SimSiam":
         heads.update(proj_layers=2, pred_hidden_dim=16)
     model = get_method(method)(backbone="resnet_tiny_cifar", num_classes=4, knn_k=5, channels_last=True, **heads)
-    data = SyntheticImages(num_classes=4, train_size=64, test_size=32, image_size=16, batch_size=16,
-                           augmentation_kwargs={"blur_prob": 0.0})
+    data = SyntheticImages(
+        num_classes=4, train_size=64, test_size=32, image_size=16, batch_size=16, augmentation_kwargs={"blur_prob": 0.0}
+    )
     output_dtypes: list[torch.dtype] = []
     model.backbone.register_forward_hook(lambda module, args, out: output_dtypes.append(out.dtype))
 

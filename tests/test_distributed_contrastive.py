@@ -24,8 +24,10 @@ def records(tmp_path_factory):
     out = tmp_path_factory.mktemp("contrastive_losses")
     port = free_port()
     commands = [
-        dict(args=[sys.executable, str(SCRIPTS / "contrastive_losses.py"), str(out)],
-             env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)))
+        dict(
+            args=[sys.executable, str(SCRIPTS / "contrastive_losses.py"), str(out)],
+            env=dist_env(port, RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)),
+        )
         for r in range(2)
     ]
     codes, output = run_processes(commands, Path(out) / "logs")
@@ -34,8 +36,9 @@ def records(tmp_path_factory):
 
 
 @pytest.mark.ddp
-@pytest.mark.parametrize("loss_name", ["nt_xent", "info_nce_in_batch", "info_nce_queue", "supervised_contrastive",
-                                       "guided_nt_xent"])
+@pytest.mark.parametrize(
+    "loss_name", ["nt_xent", "info_nce_in_batch", "info_nce_queue", "supervised_contrastive", "guided_nt_xent"]
+)
 def test_two_ranks_give_the_single_process_loss_and_gradient(records, loss_name):
     recs, script = records
     data = script.global_inputs()

@@ -24,8 +24,16 @@ from tests.test_methods import absolute_paths, build_from_recipe, digits_recipe,
 
 def _trainer(tmp_path, **kwargs) -> L.Trainer:
     options = dict(
-        accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=3, num_sanity_val_steps=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=3,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
     )
     return L.Trainer(**{**options, **kwargs})
 
@@ -102,8 +110,12 @@ def _method_classes_in_package() -> dict[str, type]:
         module = importlib.import_module(info.name)
         for name, obj in vars(module).items():
             if (
-                inspect.isclass(obj) and issubclass(obj, EmbeddingModule) and obj.__module__ == module.__name__
-                and not inspect.isabstract(obj) and obj is not FineTune and not name.startswith("_")
+                inspect.isclass(obj)
+                and issubclass(obj, EmbeddingModule)
+                and obj.__module__ == module.__name__
+                and not inspect.isabstract(obj)
+                and obj is not FineTune
+                and not name.startswith("_")
                 and not vars(obj).get("abstract_base", False)
             ):
                 found[name] = obj

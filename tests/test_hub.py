@@ -47,7 +47,9 @@ class FakeHub:
                     payload = json.loads(body)
                     repo_id = f"{payload['organization']}/{payload['name']}"
                     if repo_id in hub.repos:
-                        return self._json(409, {"error": "You already created this model repo", "url": f"{hub.endpoint}/{repo_id}"})
+                        return self._json(
+                            409, {"error": "You already created this model repo", "url": f"{hub.endpoint}/{repo_id}"}
+                        )
                     hub.repos[repo_id] = {"private": payload.get("visibility") == "private", "commits": []}
                     return self._json(200, {"url": f"{hub.endpoint}/{repo_id}", "name": repo_id})
                 if parts == ["api", "validate-yaml"]:  # the README's front matter, checked before the upload
@@ -63,7 +65,9 @@ class FakeHub:
                     return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                 if action == "preupload":
                     files = json.loads(body)["files"]
-                    return self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+                    return self._json(
+                        200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
                 if action == "commit":
                     lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                     hub.commit_payloads.append(lines)
@@ -89,7 +93,10 @@ class FakeHub:
                     hub.calls.append(("GET", self.path))
                     commits = hub.repos.get("/".join(path[2:4]), {}).get("commits", [])
                     date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                    items = [{"id": c["oid"], "title": c["title"], "message": "", "authors": [], "date": date} for c in reversed(commits)]
+                    items = [
+                        {"id": c["oid"], "title": c["title"], "message": "", "authors": [], "date": date}
+                        for c in reversed(commits)
+                    ]
                     return self._json(200, items)
                 self._resolve(send_body=True)
 
@@ -103,7 +110,9 @@ class FakeHub:
                 if repo is None:
                     return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                 commits = repo["commits"]
-                commit = commits[-1] if revision == "main" and commits else next((c for c in commits if c["oid"] == revision), None)
+                commit = (
+                    commits[-1] if revision == "main" and commits else next((c for c in commits if c["oid"] == revision), None)
+                )
                 if commit is None:
                     return self._json(404, {"error": "Invalid rev id"}, {"X-Error-Code": "RevisionNotFound"})
                 if filename not in commit["files"]:
@@ -187,7 +196,9 @@ def test_download_round_trip_revisions_and_offline_cache(tiny_run, hub_env, monk
         module.backbone.stem[0].weight.mul_(-1)
     from test_zoo import _run_with_state
 
-    second = reprzoo.zoo.push(_run_with_state(tiny_run, tiny_run.parent.parent / f"neg-{first[:6]}", module.state_dict()), NAME, to=f"hf://{REPO}").revision
+    second = reprzoo.zoo.push(
+        _run_with_state(tiny_run, tiny_run.parent.parent / f"neg-{first[:6]}", module.state_dict()), NAME, to=f"hf://{REPO}"
+    ).revision
     x = torch.randn(3, 3, 32, 32)
     latest, pinned = reprzoo.load(f"hf://{REPO}"), reprzoo.load(f"hf://{REPO}@{first}")
     assert (latest.revision, pinned.revision) == (second, first)

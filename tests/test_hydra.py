@@ -74,7 +74,9 @@ def test_feature_filter_gates_are_symmetric_in_the_pair_and_in_unit_interval():
 
 
 def test_hydra_module_loss_and_requirements():
-    model = Hydra(backbone="resnet_tiny_cifar", num_classes=4, proj_hidden_dim=32, proj_output_dim=16, label_dim=8, gate_hidden_dim=16)
+    model = Hydra(
+        backbone="resnet_tiny_cifar", num_classes=4, proj_hidden_dim=32, proj_output_dim=16, label_dim=8, gate_hidden_dim=16
+    )
     views, labels = [torch.randn(6, 3, 16, 16), torch.randn(6, 3, 16, 16)], torch.tensor([0, 1, 2, 3, 0, -1])
     out = model.training_loss(views, labels)
     out.loss.backward()

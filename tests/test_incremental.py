@@ -116,7 +116,8 @@ def test_trains_through_the_base_augmentation(augment_on, tiny_trainer_kwargs):
             assert isinstance(views, list) and views[0].dtype == torch.float32 and views[0].shape[1:] == (3, 32, 32)
             seen.append(labels)
 
-    model = SimSiam(backbone="resnet_tiny_cifar", num_classes=data.num_classes, proj_hidden_dim=32, proj_output_dim=32,
-                    pred_hidden_dim=16)
+    model = SimSiam(
+        backbone="resnet_tiny_cifar", num_classes=data.num_classes, proj_hidden_dim=32, proj_output_dim=32, pred_hidden_dim=16
+    )
     L.Trainer(**tiny_trainer_kwargs, callbacks=[Recorder()]).fit(model, datamodule=data)
     assert seen and all(((y >= 0) & (y < 10)).all() for y in seen)

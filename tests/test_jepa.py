@@ -117,7 +117,9 @@ def test_vit_patch_tokens_follow_timm_and_any_subset():
     full = vit_patch_tokens(model.backbone, x)
     assert torch.allclose(full, model.backbone.forward_features(x), atol=1e-5)
     perm = torch.stack([torch.randperm(64), torch.randperm(64)])  # attention is permutation-equivariant
-    assert torch.allclose(vit_patch_tokens(model.backbone, x, perm), torch.gather(full, 1, perm[..., None].expand(-1, -1, 32)), atol=1e-5)
+    assert torch.allclose(
+        vit_patch_tokens(model.backbone, x, perm), torch.gather(full, 1, perm[..., None].expand(-1, -1, 32)), atol=1e-5
+    )
     part = vit_patch_tokens(model.backbone, x, perm[:, :10])
     assert part.shape == (2, 10, 32)
 
@@ -193,12 +195,16 @@ def test_sparse_jepa_penalty():
 def test_action_sequence_parameters_describe_the_views():
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     mean, std = (0.2, 0.2, 0.2), (0.3, 0.3, 0.3)
-    identity = ActionSequenceTransform(32, num_views=3, crop_scale=(1, 1), crop_ratio=(1, 1), hflip_prob=0.0, jitter_prob=0.0, mean=mean, std=std)
+    identity = ActionSequenceTransform(
+        32, num_views=3, crop_scale=(1, 1), crop_ratio=(1, 1), hflip_prob=0.0, jitter_prob=0.0, mean=mean, std=std
+    )
     out = identity(image)
     assert len(out["views"]) == 3 and out["params"].shape == (3, len(ACTION_PARAMS))
     assert torch.allclose(out["params"][0], torch.tensor([0.5, 0.5, 1, 1, 0, 0, 1, 1, 1, 0.0]))
     assert torch.allclose(out["views"][0], eval_transform(32, mean, std)(image), atol=1e-5)
-    flipped = ActionSequenceTransform(32, num_views=2, crop_scale=(1, 1), crop_ratio=(1, 1), hflip_prob=1.0, jitter_prob=0.0, mean=mean, std=std)(image)
+    flipped = ActionSequenceTransform(
+        32, num_views=2, crop_scale=(1, 1), crop_ratio=(1, 1), hflip_prob=1.0, jitter_prob=0.0, mean=mean, std=std
+    )(image)
     assert torch.all(flipped["params"][:, ACTION_PARAMS.index("flip")] == 1)
     assert torch.allclose(flipped["views"][0], out["views"][0].flip(-1), atol=1e-5)
     rotated = ActionSequenceTransform(32, num_views=2, degrees=30, jitter_prob=1.0)(image)["params"]

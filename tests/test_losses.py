@@ -38,7 +38,9 @@ def test_negative_cosine_stops_gradient_into_target():
 
 def test_simsiam_loss_is_symmetrised_half_sum():
     p1, p2, z1, z2 = (torch.randn(6, 8, dtype=torch.float64) for _ in range(4))
-    expected = 0.5 * -torch.nn.functional.cosine_similarity(p1, z2).mean() + 0.5 * -torch.nn.functional.cosine_similarity(p2, z1).mean()
+    expected = (
+        0.5 * -torch.nn.functional.cosine_similarity(p1, z2).mean() + 0.5 * -torch.nn.functional.cosine_similarity(p2, z1).mean()
+    )
     assert simsiam_loss(p1, p2, z1, z2).item() == pytest.approx(expected.item(), rel=1e-10)
     assert simsiam_loss(z1, z2, z1, z2).item() >= -1.0 - 1e-9
     assert simsiam_loss(z2, z1, z1, z2).item() == pytest.approx(-1.0)  # p equal to the other view's z

@@ -52,7 +52,9 @@ def test_matryoshka_cross_entropy_equals_explicit_weighted_sum():
 def test_weight_tied_head_uses_the_first_columns():
     z, w, b = torch.randn(6, 16), torch.randn(3, 16), torch.randn(3)
     for m in (4, 16):
-        expected = torch.stack([torch.tensor([sum(z[r, j] * w[c, j] for j in range(m)) + b[c] for c in range(3)]) for r in range(6)])
+        expected = torch.stack(
+            [torch.tensor([sum(z[r, j] * w[c, j] for j in range(m)) + b[c] for c in range(3)]) for r in range(6)]
+        )
         assert torch.allclose(nested_logits(z, w, b, m), expected, atol=1e-5)
 
 
@@ -69,9 +71,11 @@ def test_matryoshka_contrastive_slices_every_view_alike():
 def test_embedding_kl_against_the_formula():
     s, t, temp = torch.randn(5, 7), torch.randn(5, 7), 0.3
     p_t = torch.softmax(t / temp, 1)
-    expected = sum(
-        sum(p_t[r, j] * (math.log(p_t[r, j]) - torch.log_softmax(s / temp, 1)[r, j]) for j in range(7)) for r in range(5)
-    ) / 5 * temp**2
+    expected = (
+        sum(sum(p_t[r, j] * (math.log(p_t[r, j]) - torch.log_softmax(s / temp, 1)[r, j]) for j in range(7)) for r in range(5))
+        / 5
+        * temp**2
+    )
     assert torch.allclose(embedding_kl(s, t, temp), torch.as_tensor(expected, dtype=torch.float32), atol=1e-5)
     assert embedding_kl(t, t).abs() < 1e-6
 
@@ -82,7 +86,8 @@ def test_two_d_matryoshka_loss_is_the_four_terms_plus_alignment():
     base = lambda a, b: nt_xent(a, b, 0.5)  # noqa: E731
     got = two_d_matryoshka_loss(last, shallow, base, sampled_dim=4, kl_weight=0.7, shallow_weight=0.5)
     expected = (
-        base(last[0], last[1]) + base(last[0][:, :4], last[1][:, :4])
+        base(last[0], last[1])
+        + base(last[0][:, :4], last[1][:, :4])
         + 0.5 * (base(shallow[0], shallow[1]) + base(shallow[0][:, :4], shallow[1][:, :4]))
         + 0.7 * (embedding_kl(shallow[0], last[0]) + embedding_kl(shallow[1], last[1])) / 2
     )
@@ -120,7 +125,9 @@ def test_mrl_heads_and_defaults():
     tied = MRL(backbone="resnet_tiny_cifar", num_classes=4, nested_dims=[16, 128], efficient=True)
     assert tied.classifier.tied.weight.shape == (4, 128) and not hasattr(tied.classifier, "heads")
     z = torch.randn(3, 128)
-    assert torch.allclose(tied.classifier(z[:, :16], 0), z[:, :16] @ tied.classifier.tied.weight[:, :16].T + tied.classifier.tied.bias)
+    assert torch.allclose(
+        tied.classifier(z[:, :16], 0), z[:, :16] @ tied.classifier.tied.weight[:, :16].T + tied.classifier.tied.bias
+    )
     with pytest.raises(ValueError, match="end with the feature size 128"):
         MRL(backbone="resnet_tiny_cifar", num_classes=4, nested_dims=[8, 16])
     with pytest.raises(ValueError, match="num_classes is required"):
@@ -130,12 +137,15 @@ def test_mrl_heads_and_defaults():
 def test_mrl_loss_is_the_sum_over_prefixes():
     from reprzoo.lightning_modules import MRL
 
-    model = MRL(backbone="resnet_tiny_cifar", num_classes=4, nested_dims=[8, 32, 128], loss_weights=[1.0, 0.5, 2.0],
-                label_smoothing=0.0).eval()
+    model = MRL(
+        backbone="resnet_tiny_cifar", num_classes=4, nested_dims=[8, 32, 128], loss_weights=[1.0, 0.5, 2.0], label_smoothing=0.0
+    ).eval()
     x, y = torch.randn(6, 3, 16, 16), torch.randint(0, 4, (6,))
     out = model.training_loss([x], y)
     f = model.backbone(x)
-    expected = sum(c * F.cross_entropy(head(f[:, :m]), y) for m, c, head in zip((8, 32, 128), (1.0, 0.5, 2.0), model.classifier.heads))
+    expected = sum(
+        c * F.cross_entropy(head(f[:, :m]), y) for m, c, head in zip((8, 32, 128), (1.0, 0.5, 2.0), model.classifier.heads)
+    )
     assert torch.allclose(out.loss, expected, atol=1e-5)
 
 
@@ -160,11 +170,20 @@ def mrl_run(tmp_path_factory):
     from reprzoo.cli.training import cli_main
 
     root = tmp_path_factory.mktemp("mrl-run")
-    cli_main([
-        "fit", "--config=digits/mrl", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=2", "--trainer.check_val_every_n_epoch=1", "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false", "--data.init_args.batch_size=32", f"--trainer.logger.init_args.save_dir={root}",
-    ])
+    cli_main(
+        [
+            "fit",
+            "--config=digits/mrl",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=2",
+            "--trainer.check_val_every_n_epoch=1",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            "--data.init_args.batch_size=32",
+            f"--trainer.logger.init_args.save_dir={root}",
+        ]
+    )
     (run_dir,) = [p.parent for p in root.rglob("metrics.json")]
     return run_dir
 
@@ -210,8 +229,13 @@ def test_sorted_mlp_sub_networks_are_prefixes():
     for fraction in (0.25, 0.5, 1.0):
         h1, h2 = mlp.hidden_widths(fraction)
         small = torch.nn.Sequential(  # the sub-network built on its own from sliced weights
-            torch.nn.Linear(12, h1), torch.nn.LayerNorm(h1, elementwise_affine=False), torch.nn.ReLU(),
-            torch.nn.Linear(h1, h2), torch.nn.LayerNorm(h2, elementwise_affine=False), torch.nn.ReLU(), torch.nn.Linear(h2, 5),
+            torch.nn.Linear(12, h1),
+            torch.nn.LayerNorm(h1, elementwise_affine=False),
+            torch.nn.ReLU(),
+            torch.nn.Linear(h1, h2),
+            torch.nn.LayerNorm(h2, elementwise_affine=False),
+            torch.nn.ReLU(),
+            torch.nn.Linear(h2, 5),
         )
         with torch.no_grad():
             for layer, (a, b) in zip([small[0], small[3], small[6]], [(h1, 12), (h2, h1), (5, h2)]):

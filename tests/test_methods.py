@@ -92,7 +92,9 @@ def test_trains_a_few_steps_and_round_trips_through_the_hub(method, tiny_trainer
 
 
 SUCCESSOR_METHODS = sorted(
-    m.name for m in list_methods() if issubclass(m.cls, importlib.import_module("reprzoo.lightning_modules.compatible.base").CompatibleModule)
+    m.name
+    for m in list_methods()
+    if issubclass(m.cls, importlib.import_module("reprzoo.lightning_modules.compatible.base").CompatibleModule)
 )
 
 
@@ -105,9 +107,15 @@ def test_a_compatible_successor_round_trips_through_the_hub(method, tiny_trainer
     monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
     recipe = digits_recipe(method)
     if not recipe["data"]["class_path"].endswith("ClassIncremental"):  # a single-problem recipe: two tasks of it
-        recipe["data"] = {"class_path": "reprzoo.datamodules.ClassIncremental", "init_args": {"base": recipe["data"], "num_tasks": 2}}
+        recipe["data"] = {
+            "class_path": "reprzoo.datamodules.ClassIncremental",
+            "init_args": {"base": recipe["data"], "num_tasks": 2},
+        }
     recipe["data"]["init_args"]["base"]["init_args"]["batch_size"] = 32
-    tasks = [datamodule_from_recipe({"data": {**recipe["data"], "init_args": {**recipe["data"]["init_args"], "task": t}}}) for t in (0, 1)]
+    tasks = [
+        datamodule_from_recipe({"data": {**recipe["data"], "init_args": {**recipe["data"]["init_args"], "task": t}}})
+        for t in (0, 1)
+    ]
     old = get_method(method)(num_classes=tasks[0].num_classes, **recipe["model"]["init_args"])
     L.Trainer(**tiny_trainer_kwargs).fit(old, datamodule=tasks[0])
     recipe["data"]["init_args"]["task"] = 1
@@ -203,8 +211,12 @@ LEARNING_KNOWN_FAILURES: dict[str, str] = {}
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "method",
-    [pytest.param(m, marks=pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
-     if m in LEARNING_KNOWN_FAILURES else m for m in METHOD_NAMES],
+    [
+        pytest.param(m, marks=pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
+        if m in LEARNING_KNOWN_FAILURES
+        else m
+        for m in METHOD_NAMES
+    ],
 )
 def test_learns_on_digits(method, tmp_path):
     """The digits recipe (at most LEARNING_EPOCHS epochs) lifts kNN top-1 clearly above the same encoder at

@@ -125,8 +125,15 @@ def test_compile_option_compiles_the_backbone_in_place(tiny_trainer_kwargs):
     from reprzoo.lightning_modules import SimSiam
 
     L.seed_everything(0)
-    model = SimSiam(backbone="resnet_tiny_cifar", num_classes=10, proj_hidden_dim=32, proj_output_dim=16, pred_hidden_dim=8,
-                    compile=True, compile_kwargs={"backend": "eager"})  # eager: no C++ toolchain needed in the test
+    model = SimSiam(
+        backbone="resnet_tiny_cifar",
+        num_classes=10,
+        proj_hidden_dim=32,
+        proj_output_dim=16,
+        pred_hidden_dim=8,
+        compile=True,
+        compile_kwargs={"backend": "eager"},
+    )  # eager: no C++ toolchain needed in the test
     keys = set(model.state_dict())
     L.Trainer(**tiny_trainer_kwargs).fit(model, datamodule=Digits(batch_size=16))
     assert model.backbone._compiled_call_impl is not None

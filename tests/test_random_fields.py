@@ -15,6 +15,7 @@ def test_fields_have_unit_variance_and_are_smoother_with_longer_scales():
     long = gaussian_random_field(200, 32, 32, 0.2, generator)
     for f in (short, long):  # over draws, every pixel is N(0, 1)
         assert abs(f.mean().item()) < 0.1 and abs(f[:, 5, 7].std().item() - 1) < 0.15
+
     def roughness(f):  # neighbour differences
         return (f[:, :, 1:] - f[:, :, :-1]).abs().mean()
 
@@ -33,8 +34,15 @@ def test_zero_strength_is_identity():
 
 def test_brightness_field_is_local_and_has_the_requested_spread():
     x = torch.full((1, 64, 64), 0.5)
-    t = RandomFieldTransform(translation=0, rotation=0, brightness=0.1, saturation=0, hue=0, length_scale=0.05,
-                             generator=torch.Generator().manual_seed(1))
+    t = RandomFieldTransform(
+        translation=0,
+        rotation=0,
+        brightness=0.1,
+        saturation=0,
+        hue=0,
+        length_scale=0.05,
+        generator=torch.Generator().manual_seed(1),
+    )
     shifts = torch.stack([t(x) - x for _ in range(20)])
     assert abs(shifts.std().item() - 0.1) < 0.02  # the requested spread over draws
     assert shifts[0].std() > 0.03  # and it varies from pixel to pixel within one image
@@ -44,8 +52,15 @@ def test_constant_rotation_field_is_the_global_rotation():
     """A practically constant angle field rotates the whole image by one angle, as torchvision's rotate does."""
     x = torch.zeros(1, 33, 33)
     x[:, 14:19, 4:29] = 1.0  # a horizontal bar through the centre
-    t = RandomFieldTransform(translation=0, rotation=30.0, brightness=0, saturation=0, hue=0, length_scale=1e3,
-                             generator=torch.Generator().manual_seed(3))
+    t = RandomFieldTransform(
+        translation=0,
+        rotation=30.0,
+        brightness=0,
+        saturation=0,
+        hue=0,
+        length_scale=1e3,
+        generator=torch.Generator().manual_seed(3),
+    )
     out = t(x)
     angle = gaussian_random_field(6, 33, 33, 1e3, torch.Generator().manual_seed(3))[2].mean().item() * 30.0
     expected = TF.rotate(x, angle, interpolation=TF.InterpolationMode.BILINEAR)

@@ -28,10 +28,10 @@ def test_barlow_twins_matches_equation_1():
     for i in range(d):
         for j in range(d):
             (m1, v1), (m2, v2) = stats1[i], stats2[j]
-            c[i][j] = sum(
-                (float(z1[b, i]) - m1) / math.sqrt(v1 + eps) * (float(z2[b, j]) - m2) / math.sqrt(v2 + eps)
-                for b in range(n)
-            ) / n
+            c[i][j] = (
+                sum((float(z1[b, i]) - m1) / math.sqrt(v1 + eps) * (float(z2[b, j]) - m2) / math.sqrt(v2 + eps) for b in range(n))
+                / n
+            )
     off = sum(c[i][j] ** 2 for i in range(d) for j in range(d) if i != j)
     expected = sum((1 - c[i][i]) ** 2 for i in range(d)) + lam * off
     assert torch.allclose(cross_correlation(z1, z2, eps), torch.tensor(c), atol=1e-5)

@@ -144,11 +144,24 @@ def test_loader_state_resumes_mid_epoch_and_after_an_epoch_end():
 def _fit(root: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SCRIPTS), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "reprzoo", "fit", "--config", "digits/simsiam",
-        "--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.limit_val_batches=1",
-        "--trainer.check_val_every_n_epoch=2", "--trainer.enable_progress_bar=false", "--trainer.num_sanity_val_steps=0",
-        f"--trainer.logger.init_args.save_dir={root}", "--data.batch_size=16", "--model.init_args.proj_hidden_dim=64",
-        "--model.init_args.proj_output_dim=64", "--model.init_args.pred_hidden_dim=16", "--checkpoint_every_n_steps=2",
+        sys.executable,
+        "-m",
+        "reprzoo",
+        "fit",
+        "--config",
+        "digits/simsiam",
+        "--trainer.max_epochs=2",
+        "--trainer.limit_train_batches=5",
+        "--trainer.limit_val_batches=1",
+        "--trainer.check_val_every_n_epoch=2",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.num_sanity_val_steps=0",
+        f"--trainer.logger.init_args.save_dir={root}",
+        "--data.batch_size=16",
+        "--model.init_args.proj_hidden_dim=64",
+        "--model.init_args.proj_output_dim=64",
+        "--model.init_args.pred_hidden_dim=16",
+        "--checkpoint_every_n_steps=2",
         *extra,
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -165,7 +178,9 @@ def _final_weights(root: Path) -> dict[str, torch.Tensor]:
 
 
 def _killer(step: int, signal_name: str) -> str:
-    return "--trainer.callbacks+=" + json.dumps({"class_path": "kill_at_step.KillAtStep", "init_args": {"step": step, "signal_name": signal_name}})
+    return "--trainer.callbacks+=" + json.dumps(
+        {"class_path": "kill_at_step.KillAtStep", "init_args": {"step": step, "signal_name": signal_name}}
+    )
 
 
 @pytest.mark.slow

@@ -48,7 +48,14 @@ def test_spatial_info_nce_argument_checks():
         spatial_info_nce(torch.randn(4, 5, 8), torch.randn(4, 6, 8))
 
 
-SMALL = {"in_chans": 3, "img_size": 32, "channels": (8, 16, 16, 16), "kernels": (4, 4, 3, 3), "strides": (2, 2, 1, 1), "num_features": 32}
+SMALL = {
+    "in_chans": 3,
+    "img_size": 32,
+    "channels": (8, 16, 16, 16),
+    "kernels": (4, 4, 3, 3),
+    "strides": (2, 2, 1, 1),
+    "num_features": 32,
+}
 
 
 def test_stdim_trains_encoder_and_both_bilinear_maps():

@@ -208,7 +208,9 @@ def test_first_push_interrupted_leaves_no_entry(tiny_run, home, monkeypatch):
     import reprzoo
     from reprzoo.zoo import local_hub
 
-    monkeypatch.setattr(local_hub, "_pause", lambda stage: (_ for _ in ()).throw(KeyboardInterrupt) if stage == "weights" else None)
+    monkeypatch.setattr(
+        local_hub, "_pause", lambda stage: (_ for _ in ()).throw(KeyboardInterrupt) if stage == "weights" else None
+    )
     with pytest.raises(KeyboardInterrupt):
         reprzoo.zoo.push(tiny_run, NAME)
     assert NAME not in reprzoo.list_models()
@@ -225,7 +227,9 @@ def test_unknown_name_suggests_near_matches(tiny_run, home):
         reprzoo.load("simsiam-tinyresnet-digits.tst")
 
 
-@pytest.mark.parametrize("bad", ["../simsiam-tinyresnet-digits", "/etc/passwd", "a/b-c-d", "simsiam-tinyresnet-digits/..", "..", "UPPER-case-name"])
+@pytest.mark.parametrize(
+    "bad", ["../simsiam-tinyresnet-digits", "/etc/passwd", "a/b-c-d", "simsiam-tinyresnet-digits/..", "..", "UPPER-case-name"]
+)
 def test_path_tricks_in_names_are_refused(tiny_run, home, bad):
     import reprzoo
     from reprzoo.zoo.names import InvalidNameError
@@ -325,9 +329,18 @@ def _both(**changes):
         (_both(backbone="no_such_net"), "unknown backbone 'no_such_net'"),
         (_both(backbone_kwargs={"checkpoint_path": "/tmp/x.pth"}), "refusing backbone argument"),
         (_both(backbone_kwargs={"widths": {"class_path": "os.system"}}), "refusing backbone argument"),
-        (lambda c: c["method"]["init_args"].update(teacher_backbone_kwargs={"pretrained_cfg_overlay": {"file": "/x"}}), "refusing backbone argument"),
-        (lambda c: c["architecture"].update(backbone="resnet18_cifar"), "architecture names backbone 'resnet18_cifar' but its method"),
-        (lambda c: c["method"]["init_args"].update(backbone_kwargs={"widths": [16, 32, 64, 128, 256]}), "architecture names backbone"),
+        (
+            lambda c: c["method"]["init_args"].update(teacher_backbone_kwargs={"pretrained_cfg_overlay": {"file": "/x"}}),
+            "refusing backbone argument",
+        ),
+        (
+            lambda c: c["architecture"].update(backbone="resnet18_cifar"),
+            "architecture names backbone 'resnet18_cifar' but its method",
+        ),
+        (
+            lambda c: c["method"]["init_args"].update(backbone_kwargs={"widths": [16, 32, 64, 128, 256]}),
+            "architecture names backbone",
+        ),
     ],
 )
 def test_unknown_architecture_is_refused(tiny_run, home, edit, match):
@@ -354,7 +367,9 @@ def test_strict_loading_reports_keys(tiny_run, home):
     path.chmod(0o644)
     save_file(tensors, str(path))
     _edit_config(home, lambda c: c["weights"].update(sha256=sha256_file(path), size=path.stat().st_size))
-    with pytest.raises(ReprzooError, match=r"missing keys backbone\.stem\.0\.weight; unexpected keys backbone\.extra\.weight \(strict=True\)"):
+    with pytest.raises(
+        ReprzooError, match=r"missing keys backbone\.stem\.0\.weight; unexpected keys backbone\.extra\.weight \(strict=True\)"
+    ):
         reprzoo.load(NAME)
     with pytest.warns(UserWarning, match="missing keys backbone.stem.0.weight"):
         enc = reprzoo.load(NAME, strict=False)
@@ -460,9 +475,20 @@ def test_finetune_cli_writes_a_pushable_run_with_lineage(tiny_run, home, tmp_pat
     base_rev = reprzoo.zoo.push(tiny_run, NAME).revision
     code = main(
         [
-            "finetune", NAME, "--data", "Digits", "--task", "linear", "--epochs", "1", f"--root-dir={tmp_path / 'runs'}",
-            "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false", "--data.init_args.batch_size=32",
+            "finetune",
+            NAME,
+            "--data",
+            "Digits",
+            "--task",
+            "linear",
+            "--epochs",
+            "1",
+            f"--root-dir={tmp_path / 'runs'}",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            "--data.init_args.batch_size=32",
         ]
     )
     out = capsys.readouterr().out
@@ -533,7 +559,10 @@ def test_cli_embed_dataset_and_folder(tiny_run, home, tmp_path, capsys):
 
     reprzoo.zoo.push(tiny_run, NAME)
     out = tmp_path / "emb.npy"
-    assert main(["embed", NAME, "--data", "Digits", "--out", str(out), "--labels", str(tmp_path / "y.npy"), "--batch-size", "128"]) == 0
+    assert (
+        main(["embed", NAME, "--data", "Digits", "--out", str(out), "--labels", str(tmp_path / "y.npy"), "--batch-size", "128"])
+        == 0
+    )
     emb, labels = np.load(out), np.load(tmp_path / "y.npy")
     assert emb.shape == (360, 128) and emb.dtype == np.float32 and labels.shape == (360,)
     from reprzoo.datamodules import Digits

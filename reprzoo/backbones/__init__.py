@@ -46,8 +46,7 @@ def build_backbone(name: str | nn.Module, **kwargs) -> nn.Module:
         features = getattr(name, "num_features", None)
         if isinstance(features, bool) or not isinstance(features, int) or features < 1:
             raise ReprzooError(
-                f"a backbone module must expose num_features (the width of its output), "
-                f"{type(name).__name__} has {features!r}"
+                f"a backbone module must expose num_features (the width of its output), {type(name).__name__} has {features!r}"
             )
         return name
     if not isinstance(name, str):

@@ -95,9 +95,7 @@ class UNet(nn.Module):
         if not widths:
             raise ValueError("channel_mults needs at least one resolution")
         time_dim = 4 * base_width
-        self.time_embed = nn.Sequential(
-            nn.Linear(base_width, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim)
-        )
+        self.time_embed = nn.Sequential(nn.Linear(base_width, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
         self.stem = nn.Conv2d(in_chans, base_width, 3, padding=1)
         levels = len(widths)
         self.down = nn.ModuleList()
@@ -127,7 +125,9 @@ class UNet(nn.Module):
         self.num_timesteps = num_timesteps
         self.base_width = base_width
         # derived from the constructor arguments, so kept out of the state dict
-        self.register_buffer("alphas_cumprod", alphas_cumprod(linear_beta_schedule(num_timesteps, beta_start, beta_end)).float(), persistent=False)
+        self.register_buffer(
+            "alphas_cumprod", alphas_cumprod(linear_beta_schedule(num_timesteps, beta_start, beta_end)).float(), persistent=False
+        )
         self.num_features = self.block_widths[feature_block]
         self.feature_norm = nn.BatchNorm1d(self.num_features, affine=False) if standardize_features else nn.Identity()
 

@@ -146,7 +146,9 @@ class ReprzooCLI(LightningCLI):
         """``--resume auto|PATH``: set ``ckpt_path`` and keep logging into the resumed run's version folder."""
         if config.resume != "auto":
             if checkpoint_step(config.resume) is None:
-                raise ReprzooError(f"--resume {config.resume}: not a complete Lightning checkpoint (missing, truncated or corrupt)")
+                raise ReprzooError(
+                    f"--resume {config.resume}: not a complete Lightning checkpoint (missing, truncated or corrupt)"
+                )
             config.ckpt_path = config.resume
             return
         if not logger or isinstance(logger, bool) or getattr(logger, "init_args", None) is None:
@@ -164,8 +166,17 @@ class ReprzooCLI(LightningCLI):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         configured = config.trainer.get("callbacks") or []  # the user's --trainer.callbacks (kwargs would replace them)
         configured = list(configured) if isinstance(configured, (list, tuple)) else [configured]
-        callbacks = [*configured, *kwargs.pop("callbacks", []), MetricsJSON(), RandomStateCheckpoint(), ResumeLoaderPosition(), CheckpointOnSignal()]
-        callbacks += periodic_checkpoints(config.get("checkpoint_every_n_steps") or 0, config.get("checkpoint_every_minutes") or 0)
+        callbacks = [
+            *configured,
+            *kwargs.pop("callbacks", []),
+            MetricsJSON(),
+            RandomStateCheckpoint(),
+            ResumeLoaderPosition(),
+            CheckpointOnSignal(),
+        ]
+        callbacks += periodic_checkpoints(
+            config.get("checkpoint_every_n_steps") or 0, config.get("checkpoint_every_minutes") or 0
+        )
         if config.trainer.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.append(RichProgressBar())
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)

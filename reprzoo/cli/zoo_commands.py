@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=10, help="max epochs (linear and full)")
     p.add_argument("--root-dir", default="runs", help="where the run is written")
     p.add_argument(
-        "--compatible", default=None, metavar="METHOD",
+        "--compatible",
+        default=None,
+        metavar="METHOD",
         help="train a successor compatible with NAME using this compatible method (e.g. BCT) instead of fine-tuning",
     )
     p.set_defaults(func=cmd_finetune)
@@ -55,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("compat", help="cross-model retrieval of zoo models: the compatibility matrix")
     p.add_argument("names", nargs="+", metavar="NAME", help="two or more models, oldest first (zoo names, hf://, local:)")
-    p.add_argument("--data", required=True, help="datamodule name (Digits, CIFAR10, ...): train split = gallery, test split = queries")
+    p.add_argument(
+        "--data", required=True, help="datamodule name (Digits, CIFAR10, ...): train split = gallery, test split = queries"
+    )
     p.add_argument("--metric", choices=("top1", "map"), default="top1")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
@@ -126,8 +130,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in rows:
         knn = r.get("metrics", {}).get("val/knn_top1")
         table.add_row(
-            r["name"], r.get("method", "-"), str(r.get("dim", "-")), r.get("dataset", "-"),
-            f"{knn:.3f}" if knn is not None else "-", r["source"],
+            r["name"],
+            r.get("method", "-"),
+            str(r.get("dim", "-")),
+            r.get("dataset", "-"),
+            f"{knn:.3f}" if knn is not None else "-",
+            r["source"],
         )
     Console().print(table)
     return 0
@@ -288,7 +296,9 @@ def _train_compatible_successor(args: argparse.Namespace) -> int:
 def _check_extra(extra: list[str], prefixes: tuple[str, ...]) -> None:
     for arg in extra:
         if arg.startswith("-") and not arg.startswith(prefixes):
-            raise ReprzooError(f"unrecognized option {arg.split('=', 1)[0]!r} (LightningCLI options start with {', '.join(prefixes)})")
+            raise ReprzooError(
+                f"unrecognized option {arg.split('=', 1)[0]!r} (LightningCLI options start with {', '.join(prefixes)})"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------- compat
@@ -323,9 +333,15 @@ def cmd_compat(args: argparse.Namespace) -> int:
     )
     num = len(args.names)
     pairs = [
-        {"new": args.names[t], "old": args.names[j], "cross": float(matrix[t, j]), "old_alone": float(matrix[j, j]),
-         "ecc": empirical_compatibility(matrix, t, j) if not torch.isnan(matrix[t, j]) else None}
-        for t in range(1, num) for j in range(t)
+        {
+            "new": args.names[t],
+            "old": args.names[j],
+            "cross": float(matrix[t, j]),
+            "old_alone": float(matrix[j, j]),
+            "ecc": empirical_compatibility(matrix, t, j) if not torch.isnan(matrix[t, j]) else None,
+        }
+        for t in range(1, num)
+        for j in range(t)
     ]
     widths_agree = not torch.isnan(matrix.tril()).any()
     summary = {
@@ -351,11 +367,17 @@ def cmd_compat(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     for pair in pairs:
-        verdict = {True: "compatible (ECC holds)", False: "NOT compatible (ECC violated)", None: "embedding widths differ"}[pair["ecc"]]
-        console.print(f"{pair['new']} -> {pair['old']}: {pair['cross']:.4f} vs {pair['old_alone']:.4f} for the old model alone: {verdict}")
+        verdict = {True: "compatible (ECC holds)", False: "NOT compatible (ECC violated)", None: "embedding widths differ"}[
+            pair["ecc"]
+        ]
+        console.print(
+            f"{pair['new']} -> {pair['old']}: {pair['cross']:.4f} vs {pair['old_alone']:.4f} for the old model alone: {verdict}"
+        )
     if summary["average_compatibility"] is not None:
-        console.print(f"AC (average compatibility): {summary['average_compatibility']:.4f}   "
-                      f"AM (average multi-model {args.metric}): {summary['average_multimodel_accuracy']:.4f}")
+        console.print(
+            f"AC (average compatibility): {summary['average_compatibility']:.4f}   "
+            f"AM (average multi-model {args.metric}): {summary['average_multimodel_accuracy']:.4f}"
+        )
     return 0
 
 
@@ -400,7 +422,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, embeddings.astype(np.float32))
-    print(f"wrote {out}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings from {encoder.source} @ {encoder.revision}")
+    print(
+        f"wrote {out}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings from {encoder.source} @ {encoder.revision}"
+    )
     if args.labels:
         np.save(args.labels, np.concatenate(labels) if labels else np.zeros((0,), dtype=np.int64))
         print(f"wrote {args.labels}: labels")

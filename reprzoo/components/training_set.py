@@ -12,9 +12,7 @@ from torch.utils.data import DataLoader
 from reprzoo.datamodules.base import EmbeddingDataModule, TransformedDataset
 
 
-def unaugmented_train_loader(
-    trainer: L.Trainer, batch_size: int = 256, shuffle: bool = False, seed: int = 0
-) -> DataLoader:
+def unaugmented_train_loader(trainer: L.Trainer, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
     """The images of the running fit's training split with the datamodule's evaluation transform, as
     ``(image, label)`` batches; in dataset index order (the ``indices`` of training batches) unless ``shuffle``."""
     loader = trainer.train_dataloader

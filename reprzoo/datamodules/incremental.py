@@ -74,7 +74,11 @@ def task_sizes(num_classes: int, num_tasks: int, initial_classes: int | None = N
         if num_tasks == 1 and initial_classes != num_classes:
             raise ValueError(f"one task holds all {num_classes} classes, not initial_classes={initial_classes}")
         left, steps = num_classes - initial_classes, num_tasks - 1
-        sizes = [initial_classes] + [left // steps + (1 if t < left % steps else 0) for t in range(steps)] if steps else [initial_classes]
+        sizes = (
+            [initial_classes] + [left // steps + (1 if t < left % steps else 0) for t in range(steps)]
+            if steps
+            else [initial_classes]
+        )
     if min(sizes) < 1:
         raise ValueError(f"{num_classes} classes cannot fill {num_tasks} tasks (initial_classes={initial_classes})")
     return sizes

@@ -83,13 +83,16 @@ class RandomFieldTransform:
         _, h, w = x.shape
         dx, dy, angle, bright, sat, hue = gaussian_random_field(6, h, w, self.length_scale, self.generator).to(x)
         # geometry: sample x at R(theta(p)) p + t(p) in normalised coordinates [-1, 1]
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.linspace(-1, 1, h, device=x.device), torch.linspace(-1, 1, w, device=x.device), indexing="ij"
+        )
         theta = angle * math.radians(self.rotation)
         cos, sin = torch.cos(theta), torch.sin(theta)
         grid_x = cos * xs - sin * ys + 2 * self.translation * dx
         grid_y = sin * xs + cos * ys + 2 * self.translation * dy
-        warped = F.grid_sample(x[None], torch.stack([grid_x, grid_y], -1)[None], mode="bilinear",
-                               padding_mode="reflection", align_corners=True)[0]
+        warped = F.grid_sample(
+            x[None], torch.stack([grid_x, grid_y], -1)[None], mode="bilinear", padding_mode="reflection", align_corners=True
+        )[0]
         if x.shape[0] != 3:
             return (warped + self.brightness * bright).clamp(0, 1)
         # colour in YIQ: brightness shifts Y, saturation scales the chroma (I, Q), hue rotates it

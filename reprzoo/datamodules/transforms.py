@@ -102,10 +102,7 @@ class BYOLTransform(MultiViewTransform):
         view_kwargs.setdefault("jitter", (0.4, 0.4, 0.2, 0.1))
         view_kwargs.setdefault("crop_scale", (0.08, 1.0))
         super().__init__(
-            [
-                augmentation_view(size, blur_prob=b, solarize_prob=s, **view_kwargs)
-                for b, s in zip(blur_probs, solarize_probs)
-            ]
+            [augmentation_view(size, blur_prob=b, solarize_prob=s, **view_kwargs) for b, s in zip(blur_probs, solarize_probs)]
         )
 
 
@@ -155,8 +152,7 @@ class MultiCropTransform(MultiViewTransform):
             for i in range(num_global)
         ]
         local_views = [
-            augmentation_view(local_size, local_crop_scale, blur_prob=local_blur_prob, **view_kwargs)
-            for _ in range(num_local)
+            augmentation_view(local_size, local_crop_scale, blur_prob=local_blur_prob, **view_kwargs) for _ in range(num_local)
         ]
         super().__init__(global_views + local_views)
         self.num_global, self.num_local, self.size, self.local_size = num_global, num_local, size, local_size

@@ -14,7 +14,17 @@ from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.finetune import FineTune
 from reprzoo.lightning_modules.registry import METHODS, MethodInfo, get_method, list_methods, register_method
 
-WINGS = ("vision_ssl", "compatible", "nested", "text", "retrieval", "cross_modal", "graph_recsys", "discrete_object", "metric_supervised")
+WINGS = (
+    "vision_ssl",
+    "compatible",
+    "nested",
+    "text",
+    "retrieval",
+    "cross_modal",
+    "graph_recsys",
+    "discrete_object",
+    "metric_supervised",
+)
 
 
 def _discover() -> None:

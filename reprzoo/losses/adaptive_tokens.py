@@ -204,9 +204,7 @@ def select_nuggets(
     return Nuggets(selected, scores.gather(1, index), index, mask)
 
 
-def nugget_attention_bias(
-    nuggets: Nuggets, residual: Literal["residual", "straight_through"] = "residual"
-) -> torch.Tensor:
+def nugget_attention_bias(nuggets: Nuggets, residual: Literal["residual", "straight_through"] = "residual") -> torch.Tensor:
     """The additive attention bias ``(batch, k)`` on the decoder's attention logits to each nugget.
 
     Nugget's residual connection (Qin & Van Durme, 2023, Sec. 3): a_ij = q_i^T k_j + s_j, so that the decoder's

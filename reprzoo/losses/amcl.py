@@ -149,8 +149,7 @@ def amcl_barlow_twins(
     """
     if t1.shape != t2.shape or t1.shape[0] != z1.shape[1]:
         raise ValueError(
-            f"need (d, h) temperature features for the {z1.shape[1]} channels, "
-            f"got {tuple(t1.shape)} and {tuple(t2.shape)}"
+            f"need (d, h) temperature features for the {z1.shape[1]} channels, got {tuple(t1.shape)} and {tuple(t2.shape)}"
         )
     c = cross_correlation(z1, z2, gather_distributed=gather_distributed).float()
     d = c.shape[0]

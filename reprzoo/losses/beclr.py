@@ -20,13 +20,17 @@ def alignment_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """Mean negative cosine similarity of each prediction ``(n, d)`` with each of its targets ``(n, m, d)``
     (targets are detached: they come from the teacher and the memory)."""
     if targets.ndim != 3 or targets.shape[0] != predictions.shape[0] or targets.shape[2] != predictions.shape[1]:
-        raise ValueError(f"targets must be (n, m, d) for predictions (n, d), got {tuple(targets.shape)} and {tuple(predictions.shape)}")
+        raise ValueError(
+            f"targets must be (n, m, d) for predictions (n, d), got {tuple(targets.shape)} and {tuple(predictions.shape)}"
+        )
     p = F.normalize(predictions, dim=-1)
     t = F.normalize(targets.detach(), dim=-1)
     return -(p[:, None, :] * t).sum(-1).mean()
 
 
-def uniformity_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 2.0, gather_distributed: bool = True) -> torch.Tensor:
+def uniformity_loss(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 2.0, gather_distributed: bool = True
+) -> torch.Tensor:
     """log mean_{i, j not in {i, pair(i)}} exp(z_i . z_j / tau) over the unit-normalised projections of both views
     ``(n, d)`` each; pairs are row i of ``z1`` and row i of ``z2``. Gathered across ranks with gradients."""
     if z1.shape != z2.shape:
@@ -82,7 +86,9 @@ def beclr_loss(
 
 
 @torch.no_grad()
-def balanced_assignments(embeddings: torch.Tensor, prototypes: torch.Tensor, epsilon: float = 0.1, iterations: int = 10) -> torch.Tensor:
+def balanced_assignments(
+    embeddings: torch.Tensor, prototypes: torch.Tensor, epsilon: float = 0.1, iterations: int = 10
+) -> torch.Tensor:
     """Cluster ids ``(n,)`` of ``embeddings`` ``(n, d)`` under an equipartitioned optimal-transport assignment to
     ``prototypes`` ``(k, d)`` (Sinkhorn on cosine similarities, every cluster receiving n/k of the mass): DyCE's
     memory update."""
@@ -98,7 +104,9 @@ def opta(prototypes: torch.Tensor, queries: torch.Tensor, epsilon: float = 0.05,
     (BECLR, Sec. 5). Batched over leading dimensions (episodes).
     """
     if prototypes.shape[:-2] != queries.shape[:-2] or prototypes.shape[-1] != queries.shape[-1]:
-        raise ValueError(f"prototypes and queries must be (..., ways, d) and (..., q, d), got {tuple(prototypes.shape)} and {tuple(queries.shape)}")
+        raise ValueError(
+            f"prototypes and queries must be (..., ways, d) and (..., q, d), got {tuple(prototypes.shape)} and {tuple(queries.shape)}"
+        )
     if epsilon <= 0 or iterations < 1:
         raise ValueError(f"need epsilon > 0 and iterations >= 1, got {epsilon}, {iterations}")
     cost = torch.cdist(prototypes.float(), queries.float()).pow(2)

@@ -70,7 +70,9 @@ def local_similarity(features: torch.Tensor, proxies: torch.Tensor) -> torch.Ten
     return (s.softmax(dim=-1) * s).sum(dim=-1)
 
 
-def nca_loss(similarities: torch.Tensor, labels: torch.Tensor, margin: float = 0.6, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+def nca_loss(
+    similarities: torch.Tensor, labels: torch.Tensor, margin: float = 0.6, scale: torch.Tensor | float = 1.0
+) -> torch.Tensor:
     """PODNet's NCA loss on class similarities, with a margin on the true class and the true class left out of the
     denominator, hinged at zero:
 

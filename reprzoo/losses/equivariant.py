@@ -50,9 +50,7 @@ def sie_loss(
             f"{tuple(eq2.shape)} and {tuple(eq2_pred.shape)}"
         )
     if inv1.shape[0] != eq1.shape[0]:
-        raise ValueError(
-            f"invariant and equivariant parts have different batch sizes: {inv1.shape[0]} vs {eq1.shape[0]}"
-        )
+        raise ValueError(f"invariant and equivariant parts have different batch sizes: {inv1.shape[0]} vs {eq1.shape[0]}")
     if min(sim_coeff, std_coeff, cov_coeff, equi_factor) < 0:
         raise ValueError("SIE coefficients must be non-negative")
     invariance = F.mse_loss(inv1, inv2)

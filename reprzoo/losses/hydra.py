@@ -45,7 +45,9 @@ def class_pair_contrastive_loss(
     """
     n, d = queries.shape
     if keys.shape != (n, d) or gates.shape != (n, d):
-        raise ValueError(f"queries, keys and gates must share one (n, d) shape, got {tuple(queries.shape)}, {tuple(keys.shape)}, {tuple(gates.shape)}")
+        raise ValueError(
+            f"queries, keys and gates must share one (n, d) shape, got {tuple(queries.shape)}, {tuple(keys.shape)}, {tuple(gates.shape)}"
+        )
     if labels.shape != (n,) or pair_labels.shape != (n,):
         raise ValueError("labels and pair_labels must hold one class per query")
     if temperature <= 0:

@@ -105,8 +105,10 @@ def inter_image_info_nce(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if positive.shape != query.shape or negatives.ndim != 3 or negatives.shape[::2] != query.shape:
-        raise ValueError(f"expected query, positive (n, d) and negatives (n, K, d), got {tuple(query.shape)}, "
-                         f"{tuple(positive.shape)}, {tuple(negatives.shape)}")
+        raise ValueError(
+            f"expected query, positive (n, d) and negatives (n, K, d), got {tuple(query.shape)}, "
+            f"{tuple(positive.shape)}, {tuple(negatives.shape)}"
+        )
     q = F.normalize(query, dim=1)
     pos = (q * F.normalize(positive, dim=1)).sum(dim=1, keepdim=True) - margin
     neg = torch.einsum("nd,nkd->nk", q, F.normalize(negatives, dim=2))

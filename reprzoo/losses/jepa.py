@@ -76,8 +76,7 @@ def oi_vae_loss(
     """
     if features.shape != reconstruction.shape:
         raise ValueError(
-            f"features and reconstruction must have the same shape, got {tuple(features.shape)} and "
-            f"{tuple(reconstruction.shape)}"
+            f"features and reconstruction must have the same shape, got {tuple(features.shape)} and {tuple(reconstruction.shape)}"
         )
     if kl_weight < 0:
         raise ValueError(f"kl_weight must be non-negative, got {kl_weight}")

@@ -89,7 +89,9 @@ def mlc_loss(z: torch.Tensor, membership: torch.Tensor, eps_sq: float = 0.1) -> 
     return -rate_reduction(z, membership, eps_sq)
 
 
-def total_coding_rate_loss(z1: torch.Tensor, z2: torch.Tensor, eps_sq: float = 0.1, invariance_weight: float = 10.0) -> torch.Tensor:
+def total_coding_rate_loss(
+    z1: torch.Tensor, z2: torch.Tensor, eps_sq: float = 0.1, invariance_weight: float = 10.0
+) -> torch.Tensor:
     """TCR, MLC's self-supervised initialisation (arXiv:2301.01805, Eq. 5) as a loss:
     -R((Z + Z') / 2) - lambda mean_i |z_i^T z'_i| for unit-norm features of two augmentations ``(n, d)``.
 

@@ -70,8 +70,6 @@ def bow_prediction_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """Cross-entropy -sum_k y_k log softmax(logits)_k between the teacher's BoW ``targets`` ``(n, K)`` (no gradient)
     and the student's ``logits``; ``logits`` may hold ``m`` crops per target, ``(m n, K)`` ordered crop-major."""
     if logits.shape[1] != targets.shape[1] or logits.shape[0] % targets.shape[0]:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} must be crops x targets {tuple(targets.shape)} over the same vocabulary"
-        )
+        raise ValueError(f"logits {tuple(logits.shape)} must be crops x targets {tuple(targets.shape)} over the same vocabulary")
     targets = targets.detach().repeat(logits.shape[0] // targets.shape[0], 1)
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

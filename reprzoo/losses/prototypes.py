@@ -27,7 +27,9 @@ def prototype_similarity_maps(
     log-activation log((||z - p||^2 + 1) / (||z - p||^2 + 1e-4)). Returns ``(b, p, h, w)``.
     """
     if features.ndim != 4 or prototypes.ndim != 2 or features.shape[1] != prototypes.shape[1]:
-        raise ValueError(f"expected features (b, d, h, w) and prototypes (p, d), got {tuple(features.shape)} and {tuple(prototypes.shape)}")
+        raise ValueError(
+            f"expected features (b, d, h, w) and prototypes (p, d), got {tuple(features.shape)} and {tuple(prototypes.shape)}"
+        )
     if kind == "cosine":
         cos = torch.einsum("bdhw,pd->bphw", F.normalize(features, dim=1), F.normalize(prototypes, dim=1))
         return torch.relu(cos)

@@ -129,8 +129,10 @@ def guided_nt_xent(
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if z1.shape != z2.shape or pseudo_labels.shape != z1.shape[:1]:
-        raise ValueError(f"expected z1, z2 of shape (n, d) and pseudo_labels (n,), got {tuple(z1.shape)}, "
-                         f"{tuple(z2.shape)}, {tuple(pseudo_labels.shape)}")
+        raise ValueError(
+            f"expected z1, z2 of shape (n, d) and pseudo_labels (n,), got {tuple(z1.shape)}, "
+            f"{tuple(z2.shape)}, {tuple(pseudo_labels.shape)}"
+        )
     if normalize:
         z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
     n = z1.shape[0]

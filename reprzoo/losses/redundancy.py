@@ -15,9 +15,7 @@ from reprzoo.distributed import gather
 
 def _check_pair(z1: torch.Tensor, z2: torch.Tensor, name: str) -> None:
     if z1.ndim != 2 or z1.shape != z2.shape:
-        raise ValueError(
-            f"{name} needs two (batch, dim) embeddings of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
-        )
+        raise ValueError(f"{name} needs two (batch, dim) embeddings of equal shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
 
 
 def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
@@ -28,9 +26,7 @@ def off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
     return matrix.flatten()[:-1].view(d - 1, d + 1)[:, 1:].flatten()
 
 
-def cross_correlation(
-    z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5, gather_distributed: bool = True
-) -> torch.Tensor:
+def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5, gather_distributed: bool = True) -> torch.Tensor:
     """Barlow Twins' C_ij = sum_b z1_bi z2_bj / N of embeddings standardised along the (global) batch.
 
     Standardisation is a batch norm without affine parameters (biased variance, ``eps`` inside the square root),

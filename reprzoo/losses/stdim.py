@@ -39,9 +39,7 @@ def spatial_info_nce(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(locations * n, -1), targets)
 
 
-def stdim_loss(
-    global_next: torch.Tensor, local_next: torch.Tensor, local_t: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stdim_loss(global_next: torch.Tensor, local_next: torch.Tensor, local_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """ST-DIM's two terms, given the bilinear maps already applied to the queries.
 
     Args:

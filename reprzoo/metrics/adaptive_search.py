@@ -36,7 +36,9 @@ class AdaptiveIVF:
         return self.centroids.shape[1]
 
     @classmethod
-    def build(cls, database: torch.Tensor, cluster_dim: int, num_lists: int, iterations: int = 20, seed: int = 0) -> "AdaptiveIVF":
+    def build(
+        cls, database: torch.Tensor, cluster_dim: int, num_lists: int, iterations: int = 20, seed: int = 0
+    ) -> "AdaptiveIVF":
         """k-means with ``num_lists`` clusters on ``database[:, :cluster_dim]``."""
         if database.ndim != 2 or not 1 <= cluster_dim <= database.shape[1]:
             raise ValueError(f"cluster_dim must be in [1, {database.shape[-1]}] for a (n, d) database, got {cluster_dim}")

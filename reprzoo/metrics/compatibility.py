@@ -131,7 +131,9 @@ def compatibility_matrix(
     if metric not in RETRIEVAL_METRICS:
         raise ValueError(f"metric must be one of {RETRIEVAL_METRICS}, got {metric!r}")
     if len(query_features) != len(gallery_features) or not query_features:
-        raise ValueError(f"need one query and one gallery tensor per model, got {len(query_features)} and {len(gallery_features)}")
+        raise ValueError(
+            f"need one query and one gallery tensor per model, got {len(query_features)} and {len(gallery_features)}"
+        )
     num = len(query_features)
     matrix = torch.full((num, num), float("nan"))
     prefixes = list(compatible_dims) if compatible_dims is not None else [None] * num
@@ -200,8 +202,14 @@ def compatibility_figure(matrix: torch.Tensor, names: Sequence[str] | None = Non
     return figure
 
 
-def log_compatibility_matrix(logger, matrix: torch.Tensor, names: Sequence[str] | None = None, step: int = 0,
-                             tag: str = "compatibility/matrix", metric: str = "top1") -> bool:
+def log_compatibility_matrix(
+    logger,
+    matrix: torch.Tensor,
+    names: Sequence[str] | None = None,
+    step: int = 0,
+    tag: str = "compatibility/matrix",
+    metric: str = "top1",
+) -> bool:
     """Add the heatmap to a TensorBoard logger (anything whose ``experiment`` has ``add_figure``); False if it has
     none."""
     experiment = getattr(logger, "experiment", None)

@@ -41,7 +41,9 @@ def probe_state_variables(
             f"features must be (n, d) and (m, d), got {tuple(train_features.shape)} and {tuple(test_features.shape)}"
         )
     if set(train_states) != set(test_states) or not train_states:
-        raise ValueError(f"train and test must have the same state variables, got {sorted(train_states)} and {sorted(test_states)}")
+        raise ValueError(
+            f"train and test must have the same state variables, got {sorted(train_states)} and {sorted(test_states)}"
+        )
     scaler = StandardScaler().fit(train_features.double().numpy())
     x_train, x_test = scaler.transform(train_features.double().numpy()), scaler.transform(test_features.double().numpy())
     results: dict[str, dict[str, float]] = {}

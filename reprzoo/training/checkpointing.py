@@ -235,8 +235,6 @@ def find_run_checkpoint(path: str | os.PathLike, what: str = "") -> tuple[Path, 
                 f"{label}: none of its checkpoints ({names}) loads as a Lightning checkpoint; give one as a .ckpt file"
             )
     else:
-        raise CheckpointNotFoundError(
-            f"{label} does not exist: give a run directory (runs/<method>/version_N) or a .ckpt file"
-        )
+        raise CheckpointNotFoundError(f"{label} does not exist: give a run directory (runs/<method>/version_N) or a .ckpt file")
     config = run_dir / "config.yaml"
     return run_dir, ckpt, config if config.is_file() else None

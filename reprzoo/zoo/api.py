@@ -206,7 +206,9 @@ def _build_method(res: Resolved, config: dict, strict: bool, **overrides: Any):
     method = config.get("method") or {}
     cls = method_class(method.get("class_path") or method.get("name", ""))
     if cls.__name__ != method.get("name"):
-        raise ReprzooError(f"{res.source}: config names method {method.get('name')!r} but class path {method.get('class_path')!r}")
+        raise ReprzooError(
+            f"{res.source}: config names method {method.get('name')!r} but class path {method.get('class_path')!r}"
+        )
     init_args = check_init_args({**without_local_args(method.get("init_args") or {}), **overrides})
     arch = config.get("architecture") or {}
     for key in ("backbone", "backbone_kwargs"):  # the card and `reprzoo info` show the architecture: it must be true
@@ -232,7 +234,11 @@ def _check_dim(config: dict, dim: int | None) -> int:
         return full
     nested = config["architecture"].get("nested_dims") or []
     if dim not in nested:
-        trained = f"its trained prefix sizes are {sorted(nested)}" if nested else "it was not trained with nested (Matryoshka) embeddings"
+        trained = (
+            f"its trained prefix sizes are {sorted(nested)}"
+            if nested
+            else "it was not trained with nested (Matryoshka) embeddings"
+        )
         raise ReprzooError(f"cannot truncate {config.get('name')} to dim={dim}: {trained}; its full size is {full}")
     return int(dim)
 

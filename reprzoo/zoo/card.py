@@ -24,11 +24,11 @@ def _tasks(config: dict[str, Any]) -> tuple[str, str]:
     modality = (config.get("preprocessing") or {}).get("modality", "image")
     return _TASKS.get(modality, ("feature-extraction", "feature-extraction"))
 
+
 _METRIC_NOTES = {
     "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on frozen backbone features (train split as the labelled "
     "bank, k={knn_k}, temperature {knn_temperature})",
-    "probe_top1": "`probe_top1`: top-1 accuracy of the online linear probe, trained on detached features during "
-    "training",
+    "probe_top1": "`probe_top1`: top-1 accuracy of the online linear probe, trained on detached features during training",
     "top1": "`top1`: top-1 accuracy of the classification head",
     "feature_std": "`feature_std`: standard deviation of L2-normalised features (collapse monitor; 1/sqrt(d) is "
     "healthy, 0 is collapse)",
@@ -164,8 +164,7 @@ def _summary(config: dict, data_name: str) -> str:
             f"`{lineage['base_model']}` with reprzoo; {arch['embedding_dim']}-d embeddings."
         )
     return (
-        f"A `{arch['backbone']}` encoder trained with {method} on {data_name} with reprzoo; "
-        f"{arch['embedding_dim']}-d embeddings."
+        f"A `{arch['backbone']}` encoder trained with {method} on {data_name} with reprzoo; {arch['embedding_dim']}-d embeddings."
     )
 
 

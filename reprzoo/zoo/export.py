@@ -150,7 +150,11 @@ def export_run(
             "init_args": init_args,
         },
         "preprocessing": preprocessing,
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(out_dir / WEIGHTS_FILE), "size": (out_dir / WEIGHTS_FILE).stat().st_size},
+        "weights": {
+            "file": WEIGHTS_FILE,
+            "sha256": sha256_file(out_dir / WEIGHTS_FILE),
+            "size": (out_dir / WEIGHTS_FILE).stat().st_size,
+        },
         "training": {
             "recipe": recipe,
             "recipe_overrides": overrides,
@@ -231,11 +235,16 @@ def _matching_recipe(run_config: dict) -> tuple[str | None, dict[str, list]]:
     for recipe_name, path in list_recipes().items():
         recipe = yaml.safe_load(path.read_text())
         same = all(
-            (recipe.get(part) or {}).get("class_path") == (run_config.get(part) or {}).get("class_path") for part in ("model", "data")
+            (recipe.get(part) or {}).get("class_path") == (run_config.get(part) or {}).get("class_path")
+            for part in ("model", "data")
         )
         if not same:
             continue
-        diffs = {k: v for part in ("model", "data", "trainer") for k, v in _diff(recipe.get(part) or {}, run_config.get(part) or {}, part).items()}
+        diffs = {
+            k: v
+            for part in ("model", "data", "trainer")
+            for k, v in _diff(recipe.get(part) or {}, run_config.get(part) or {}, part).items()
+        }
         diffs.update(_unset_in_recipe(recipe, run_config))
         n = sum(1 for k in diffs if not k.startswith("trainer."))
         if n <= MAX_RECIPE_OVERRIDES and (best is None or n < best[0]):

@@ -123,7 +123,9 @@ class LocalHub:
         filenames = repo_files(read_config(Path(folder)))  # with its preprocessing files (tokenizer.json, ...)
         missing = [f for f in filenames if not (Path(folder) / f).is_file()]
         if missing:
-            raise ReprzooError(f"{folder} lacks the preprocessing files {', '.join(missing)} its config lists; nothing was pushed")
+            raise ReprzooError(
+                f"{folder} lacks the preprocessing files {', '.join(missing)} its config lists; nothing was pushed"
+            )
         staging_root = self.root / STAGING
         staging_root.mkdir(parents=True, exist_ok=True)
         self._clean_stale(staging_root)

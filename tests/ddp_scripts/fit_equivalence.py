@@ -51,8 +51,14 @@ class DeterministicViews(SyntheticImages):
 
     def __init__(self, batch_size: int, single_process_order: bool = False, seed: int = 0):
         super().__init__(
-            num_classes=4, train_size=TRAIN_SIZE, test_size=TEST_SIZE, image_size=IMAGE_SIZE, seed=0,
-            batch_size=batch_size, num_workers=0, pin_memory=False,
+            num_classes=4,
+            train_size=TRAIN_SIZE,
+            test_size=TEST_SIZE,
+            image_size=IMAGE_SIZE,
+            seed=0,
+            batch_size=batch_size,
+            num_workers=0,
+            pin_memory=False,
         )
         view = eval_transform(self.image_size, self.mean, self.std)
         self.train_transform = MultiViewTransform([view, v2.Compose([v2.RandomHorizontalFlip(p=1.0), view])])
@@ -129,8 +135,15 @@ class Recorder(L.Callback):
 
 def build_model(method: str) -> L.LightningModule:
     common = dict(
-        backbone="resnet_tiny_cifar", num_classes=4, lr=0.3, lr_reference_batch=GLOBAL_BATCH, weight_decay=1e-4,
-        warmup_epochs=0.0, knn_k=10, proj_hidden_dim=64, proj_output_dim=32,
+        backbone="resnet_tiny_cifar",
+        num_classes=4,
+        lr=0.3,
+        lr_reference_batch=GLOBAL_BATCH,
+        weight_decay=1e-4,
+        warmup_epochs=0.0,
+        knn_k=10,
+        proj_hidden_dim=64,
+        proj_output_dim=32,
     )
     if method == "simsiam":
         return SimSiam(proj_layers=2, pred_hidden_dim=16, **common)

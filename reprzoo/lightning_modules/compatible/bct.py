@@ -82,7 +82,9 @@ class BCT(CompatibleModule):
             counts.index_add_(0, labels[keep] - first, torch.ones_like(labels[keep], dtype=counts.dtype))
         if sums is None or (counts == 0).any():
             raise RuntimeError(f"BCT: the bank lacks samples of some new classes ({counts.tolist()}) to synthesise")
-        self.synthesised_weight, self.synthesised_bias = synthesised_classifier(sums / counts[:, None], self.old.classifier, first)
+        self.synthesised_weight, self.synthesised_bias = synthesised_classifier(
+            sums / counts[:, None], self.old.classifier, first
+        )
 
     def influence_logits(self, features: torch.Tensor) -> torch.Tensor:
         """``features`` through the old classifier, extended by the synthesised rows of new classes when set."""

@@ -112,7 +112,9 @@ class PODNet(CompatibleModule):
             seen, new = int(self.num_seen_classes), int(self.num_seen_classes) - self.num_old_classes
             spatial, flat = pod_spatial(old_maps, maps), pod_flat(old_features, features)
             self.log_dict({"train/pod_spatial": spatial, "train/pod_flat": flat}, sync_dist=True)
-            loss = loss + pod_weight(hp.pod_spatial_weight, seen, new) * spatial + pod_weight(hp.pod_flat_weight, seen, new) * flat
+            loss = (
+                loss + pod_weight(hp.pod_spatial_weight, seen, new) * spatial + pod_weight(hp.pod_flat_weight, seen, new) * flat
+            )
         return TrainingOutput(loss, features=features)
 
 

@@ -23,7 +23,9 @@ class LibraryModule(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, last: bool, proj_dim: int):
         super().__init__()
         pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()) if last else nn.MaxPool2d(2)
-        self.block = nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True), pool)
+        self.block = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True), pool
+        )
         self.register_buffer("input_mean", torch.zeros(proj_dim))
         self.register_buffer("input_cov", torch.eye(proj_dim))
         generator = torch.Generator().manual_seed(in_ch)  # the same projection for every module of a layer
@@ -40,7 +42,9 @@ class LibraryModule(nn.Module):
     def fit_inputs(self, summaries: torch.Tensor, ridge: float = 1e-3) -> None:
         self.input_mean.copy_(summaries.mean(0))
         centred = summaries - self.input_mean
-        self.input_cov.copy_(centred.T @ centred / max(len(summaries) - 1, 1) + ridge * torch.eye(len(self.input_mean), device=summaries.device))
+        self.input_cov.copy_(
+            centred.T @ centred / max(len(summaries) - 1, 1) + ridge * torch.eye(len(self.input_mean), device=summaries.device)
+        )
 
     def input_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         return gaussian_log_likelihood(self.summarize(x).double(), self.input_mean.double(), self.input_cov.double())

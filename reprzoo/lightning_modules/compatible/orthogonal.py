@@ -51,7 +51,6 @@ class ExtraDimensionsModule(CompatibleModule):
         """Width of the prefix compared with the old model's gallery (recorded in a pushed config)."""
         return int(self.hparams.old_dim)
 
-
     def on_old_model_set(self, old) -> None:
         super().on_old_model_set(old)
         width = getattr(old, "feature_dim", None)
@@ -122,7 +121,14 @@ class OCA(ExtraDimensionsModule):
         warmup_epochs: float = 5.0,
         **kwargs,
     ):
-        super().__init__(optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            lr_reference_batch=lr_reference_batch,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            **kwargs,
+        )
 
     @property
     def representation_dim(self) -> int:
@@ -151,7 +157,9 @@ class OCA(ExtraDimensionsModule):
         return TrainingOutput(loss, features=h, embeddings=h)
 
 
-@register_method(title="BT^2: Backward-compatible Training with Basis Transformation", wing="compatible-representations", arxiv="2211.03989")
+@register_method(
+    title="BT^2: Backward-compatible Training with Basis Transformation", wing="compatible-representations", arxiv="2211.03989"
+)
 class BT2(ExtraDimensionsModule):
     """BT^2 (Zhou, Li, Shrivastava, Zhao, Torralba, Tian & Lim, ICCV 2023, arXiv:2211.03989): "adding extra
     dimensions to the representation" through "a learnable set of parameters that applies an orthonormal
@@ -198,7 +206,14 @@ class BT2(ExtraDimensionsModule):
         old_dim, extra_dim = kwargs.get("old_dim", 128), kwargs.get("extra_dim", 32)
         if old_dim > new_dim + extra_dim:
             raise ValueError(f"old_dim ({old_dim}) must be at most new_dim + extra_dim ({new_dim + extra_dim})")
-        super().__init__(optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, warmup_epochs=warmup_epochs, **kwargs)
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            lr_reference_batch=lr_reference_batch,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            **kwargs,
+        )
         object.__setattr__(self, "_independent", None)  # frozen, outside parameters and state dict like the old model
         if independent_model is not None:
             self.set_independent_model(load_old_model(independent_model, default_class=type(self)))

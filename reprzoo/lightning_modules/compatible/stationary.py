@@ -40,9 +40,13 @@ class FixedClassifierModule(CompatibleModule):
 
     abstract_base = True  # shared by CoReS, CL2R, Stationary Representations and EBV; not a method of its own
 
-    def __init__(self, preallocated_classes: int | None = None, label_smoothing: float = 0.0, init_from_old: bool = True, **kwargs):
+    def __init__(
+        self, preallocated_classes: int | None = None, label_smoothing: float = 0.0, init_from_old: bool = True, **kwargs
+    ):
         if preallocated_classes is not None and preallocated_classes < (kwargs.get("num_classes") or 0):
-            raise ValueError(f"preallocated_classes ({preallocated_classes}) must be at least num_classes ({kwargs.get('num_classes')})")
+            raise ValueError(
+                f"preallocated_classes ({preallocated_classes}) must be at least num_classes ({kwargs.get('num_classes')})"
+            )
         super().__init__(init_from_old=init_from_old, **kwargs)
         self.feature_dim = self.classifier.in_dim  # the representation is the embedding layer's output
         self.resize_probe(self.feature_dim)
@@ -82,7 +86,9 @@ class FixedClassifierModule(CompatibleModule):
         return TrainingOutput(loss, features=features, embeddings=features)
 
 
-@register_method(title="CoReS: Compatible Representations via Stationarity", wing="compatible-representations", arxiv="2111.07632")
+@register_method(
+    title="CoReS: Compatible Representations via Stationarity", wing="compatible-representations", arxiv="2111.07632"
+)
 class CoReS(FixedClassifierModule):
     """CoReS (Biondi, Pernici, Bruni & Del Bimbo, TPAMI 2023, arXiv:2111.07632): the features are trained against a
     fixed d-Simplex classifier with one vertex per class of the whole protocol (future classes reserved), so
@@ -94,11 +100,15 @@ class CoReS(FixedClassifierModule):
     authors' code (SGD, lr 0.1, momentum 0.9, weight decay 5e-4; step decay there, cosine here: ours).
     """
 
-    def __init__(self, optimizer: str = "sgd", lr: float = 0.1, lr_reference_batch: int | None = None, weight_decay: float = 5e-4, **kwargs):
+    def __init__(
+        self, optimizer: str = "sgd", lr: float = 0.1, lr_reference_batch: int | None = None, weight_decay: float = 5e-4, **kwargs
+    ):
         super().__init__(optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, **kwargs)
 
 
-@register_method(title="CL2R: Compatible Lifelong Learning Representations", wing="compatible-representations", arxiv="2211.09032")
+@register_method(
+    title="CL2R: Compatible Lifelong Learning Representations", wing="compatible-representations", arxiv="2211.09032"
+)
 class CL2R(FixedClassifierModule):
     """CL2R (Biondi, Pernici, Bruni & Del Bimbo, ACM TOMM 2022, arXiv:2211.09032): the d-Simplex fixed classifier
     ("global stationarity") plus feature distillation on the replay memory ("local stationarity"): the memory
@@ -187,7 +197,12 @@ class StationaryRepresentations(FixedClassifierModule):
         if not 0.0 <= ce_weight <= 1.0:
             raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
         super().__init__(
-            optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, min_lr_ratio=min_lr_ratio, **kwargs
+            optimizer=optimizer,
+            lr=lr,
+            lr_reference_batch=lr_reference_batch,
+            weight_decay=weight_decay,
+            min_lr_ratio=min_lr_ratio,
+            **kwargs,
         )
 
     def training_loss(self, views, labels=None, indices=None) -> TrainingOutput:

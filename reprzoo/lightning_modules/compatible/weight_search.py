@@ -96,16 +96,26 @@ class NWS(CompatibleModule):
     """
 
     def __init__(
-        self, pool_size: int = 256, pooled: bool = False, init_from_old: bool = True, lr: float = 0.1, weight_decay: float = 5e-4, **kwargs
+        self,
+        pool_size: int = 256,
+        pooled: bool = False,
+        init_from_old: bool = True,
+        lr: float = 0.1,
+        weight_decay: float = 5e-4,
+        **kwargs,
     ):
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         super().__init__(init_from_old=init_from_old, lr=lr, weight_decay=weight_decay, **kwargs)
         if pooled and not self.is_pooled:  # rebuilt from a checkpoint: empty pools of the saved shapes, then loaded
-            pool_backbone(self.backbone, {
-                name: torch.zeros(min(pool_size, m.weight.shape[0] * m.weight.shape[1]), m.kernel_size[0] * m.kernel_size[1])
-                for name, m in self.backbone.named_modules() if isinstance(m, nn.Conv2d)
-            })
+            pool_backbone(
+                self.backbone,
+                {
+                    name: torch.zeros(min(pool_size, m.weight.shape[0] * m.weight.shape[1]), m.kernel_size[0] * m.kernel_size[1])
+                    for name, m in self.backbone.named_modules()
+                    if isinstance(m, nn.Conv2d)
+                },
+            )
 
     @property
     def is_pooled(self) -> bool:

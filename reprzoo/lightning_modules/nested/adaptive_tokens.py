@@ -174,7 +174,9 @@ class AdaptiveTokenizer(EmbeddingModule):
 
     def build_decoder(self, memory_dim: int, max_memory: int = 0) -> PixelDecoder:
         hp = self.hparams
-        return PixelDecoder(self.grid_size, self.patch_dim, memory_dim, hp.decoder_width, hp.decoder_depth, hp.decoder_num_heads, max_memory)
+        return PixelDecoder(
+            self.grid_size, self.patch_dim, memory_dim, hp.decoder_width, hp.decoder_depth, hp.decoder_num_heads, max_memory
+        )
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         return patchify(images, self.patch_size)
@@ -353,7 +355,9 @@ class KARL(AdaptiveTokenizer):
         self.register_buffer("loss_bins", bins, persistent=False)
         self.quality_embed = nn.Parameter(bins[:, None].repeat(1, width))  # the authors start each bin at its value
         self.pre_norm = nn.LayerNorm(width)
-        self.halting_head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, halting_hidden), nn.Tanh(), nn.Linear(halting_hidden, 1))
+        self.halting_head = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, halting_hidden), nn.Tanh(), nn.Linear(halting_hidden, 1)
+        )
         self.to_token = nn.Linear(width, token_dim)
         self.decoder = self.build_decoder(token_dim, max_memory=max_tokens)
 

@@ -83,8 +83,9 @@ class OrderedLowRankLinear(nn.Module):
         min_rank: the smallest rank sampled.
     """
 
-    def __init__(self, in_features: int, out_features: int, rank: int, min_rank: int = 1, bias: bool = True,
-                 ordered_dropout: bool = True):
+    def __init__(
+        self, in_features: int, out_features: int, rank: int, min_rank: int = 1, bias: bool = True, ordered_dropout: bool = True
+    ):
         super().__init__()
         if not 1 <= min_rank <= rank:
             raise ValueError(f"need 1 <= min_rank <= rank, got min_rank={min_rank}, rank={rank}")

@@ -43,7 +43,9 @@ class NestedEvaluation:
         full = self.feature_dim
         self.nested_dims = check_nested_dims(nested_dims, full) if nested_dims else doubling_dims(full)
         if self.nested_dims[-1] != full:
-            raise ValueError(f"nested_dims must end with the feature size {full} (the full embedding), got {list(self.nested_dims)}")
+            raise ValueError(
+                f"nested_dims must end with the feature size {full} (the full embedding), got {list(self.nested_dims)}"
+            )
         if loss_weights is not None and len(loss_weights) != len(self.nested_dims):
             raise ValueError(f"got {len(loss_weights)} loss_weights for nested_dims {list(self.nested_dims)}")
         self.loss_weights = tuple(loss_weights) if loss_weights is not None else (1.0,) * len(self.nested_dims)
@@ -154,7 +156,6 @@ class MatryoshkaSimCLR(NestedEvaluation, SimCLR):
 
         loss = matryoshka_loss((f1, f2), contrastive, self.nested_dims, self.loss_weights)
         return TrainingOutput(loss, features=f1, embeddings=f1)
-
 
 
 @register_method(title="2D Matryoshka Sentence Embeddings", wing="nested-embeddings", arxiv="2402.14776")

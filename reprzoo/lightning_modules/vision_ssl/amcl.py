@@ -22,9 +22,7 @@ Base = Literal["simclr", "moco", "barlow"]
 
 def _contrastive_head(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool) -> ProjectionHead:
     norm = nn.BatchNorm1d(hidden_dim) if batch_norm else None
-    return ProjectionHead(
-        [(in_dim, hidden_dim, norm, nn.ReLU(inplace=True), True), (hidden_dim, out_dim, None, None, True)]
-    )
+    return ProjectionHead([(in_dim, hidden_dim, norm, nn.ReLU(inplace=True), True), (hidden_dim, out_dim, None, None, True)])
 
 
 def _temperature_net(in_dim: int, hidden_dim: int) -> nn.Module:
@@ -89,9 +87,7 @@ class AMCL(EmbeddingModule):
         weight_decay: float = 5e-4,
         **kwargs,
     ):
-        super().__init__(
-            optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, **kwargs
-        )
+        super().__init__(optimizer=optimizer, lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, **kwargs)
         if base not in ("simclr", "moco", "barlow"):
             raise ValueError(f"base must be 'simclr', 'moco' or 'barlow', got {base!r}")
         if num_heads < 1:
@@ -130,9 +126,7 @@ class AMCL(EmbeddingModule):
         z1s, z2s = [head(f1) for head in self.heads], [head(f2) for head in self.heads]
         taus = dict(beta=self.beta, tau_min=hp.tau_min, tau_max=hp.tau_max)
         if hp.base == "simclr":
-            loss = sum(
-                amcl_nt_xent(z1, z2, self._phi(z1), self._phi(z2), topk=hp.topk, **taus) for z1, z2 in zip(z1s, z2s)
-            )
+            loss = sum(amcl_nt_xent(z1, z2, self._phi(z1), self._phi(z2), topk=hp.topk, **taus) for z1, z2 in zip(z1s, z2s))
         elif hp.base == "moco":
             loss = self._moco_loss(x1, x2, z1s, z2s, taus)
         else:
@@ -163,6 +157,4 @@ class AMCL(EmbeddingModule):
                 f"{hp.barlow_global_batch} but this step's global batch is {g1.shape[0]}"
             )
         t1, t2 = self.temperature(g1.T), self.temperature(g2.T)
-        return amcl_barlow_twins(
-            g1, g2, t1, t2, hp.barlow_lambda, self.beta, hp.tau_min, hp.tau_max, gather_distributed=False
-        )
+        return amcl_barlow_twins(g1, g2, t1, t2, hp.barlow_lambda, self.beta, hp.tau_min, hp.tau_max, gather_distributed=False)

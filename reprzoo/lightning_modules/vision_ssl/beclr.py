@@ -39,7 +39,9 @@ class BECLRPredictionHead(ProjectionHead):
     """BECLR's predictor (authors' code): a bottleneck MLP d -> d/4 (batch norm, ReLU) -> d."""
 
     def __init__(self, dim: int = 512):
-        super().__init__([(dim, dim // 4, nn.BatchNorm1d(dim // 4), nn.ReLU(inplace=True), True), (dim // 4, dim, None, None, True)])
+        super().__init__(
+            [(dim, dim // 4, nn.BatchNorm1d(dim // 4), nn.ReLU(inplace=True), True), (dim // 4, dim, None, None, True)]
+        )
 
 
 class DynamicClusteredMemory(nn.Module):

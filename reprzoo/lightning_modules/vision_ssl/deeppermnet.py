@@ -101,7 +101,9 @@ class DeepPermNet(EmbeddingModule):
         **kwargs,
     ):
         if grid < 2 or not 0 < tile_fraction <= 1 or sinkhorn_iterations < 1:
-            raise ValueError(f"need grid >= 2, 0 < tile_fraction <= 1, sinkhorn_iterations >= 1; got {grid}, {tile_fraction}, {sinkhorn_iterations}")
+            raise ValueError(
+                f"need grid >= 2, 0 < tile_fraction <= 1, sinkhorn_iterations >= 1; got {grid}, {tile_fraction}, {sinkhorn_iterations}"
+            )
         if loss not in ("cross_entropy", "l2"):
             raise ValueError(f"loss must be 'cross_entropy' or 'l2', got {loss!r}")
         super().__init__(lr=lr, lr_reference_batch=lr_reference_batch, weight_decay=weight_decay, **kwargs)

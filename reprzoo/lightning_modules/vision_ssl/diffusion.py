@@ -13,9 +13,7 @@ from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.diffusion import ddpm_loss, q_sample
 
 
-@register_method(
-    title="Diffusion Models Beat GANs on Image Classification", wing="vision-ssl", arxiv="2307.08702"
-)
+@register_method(title="Diffusion Models Beat GANs on Image Classification", wing="vision-ssl", arxiv="2307.08702")
 class DDPMFeatures(EmbeddingModule):
     """A diffusion model as a representation learner: train a DDPM U-Net to predict the noise added to an image
     (L_simple of Ho et al., 2020), then read the representation off the U-Net itself, "the feature map of a chosen

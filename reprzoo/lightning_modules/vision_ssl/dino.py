@@ -67,9 +67,7 @@ class DINOHead(nn.Module):
         return self.last_layer(F.normalize(z, dim=-1)), z
 
 
-@register_method(
-    title="Emerging Properties in Self-Supervised Vision Transformers", wing="vision-ssl", arxiv="2104.14294"
-)
+@register_method(title="Emerging Properties in Self-Supervised Vision Transformers", wing="vision-ssl", arxiv="2104.14294")
 class DINO(EmbeddingModule):
     """Self-distillation with no labels: the student (backbone + DINO head) sees every multi-crop view and matches,
     by cross-entropy, the teacher's centred and sharpened output distribution of each other global view. The teacher

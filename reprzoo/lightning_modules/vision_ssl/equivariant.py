@@ -26,9 +26,7 @@ class HyperNetworkPredictor(nn.Module):
         bias: give the hypernetwork's layers a bias (off in the paper's default).
     """
 
-    def __init__(
-        self, dim: int, param_dim: int, hypernetwork: Literal["linear", "deep"] = "linear", bias: bool = False
-    ):
+    def __init__(self, dim: int, param_dim: int, hypernetwork: Literal["linear", "deep"] = "linear", bias: bool = False):
         super().__init__()
         if hypernetwork not in ("linear", "deep"):
             raise ValueError(f"hypernetwork must be 'linear' or 'deep', got {hypernetwork!r}")
@@ -150,7 +148,5 @@ class SIE(EmbeddingModule):
         f1, f2 = self.backbone(x1), self.backbone(x2)
         (inv1, eq1), (inv2, eq2) = self.split(f1), self.split(f2)
         eq2_pred = self.predictor(eq1, g)
-        loss = sie_loss(
-            inv1, inv2, eq1, eq2, eq2_pred, hp.sim_coeff, hp.std_coeff, hp.cov_coeff, hp.equi_factor, hp.pred_std
-        )
+        loss = sie_loss(inv1, inv2, eq1, eq2, eq2_pred, hp.sim_coeff, hp.std_coeff, hp.cov_coeff, hp.equi_factor, hp.pred_std)
         return TrainingOutput(loss, features=f1, embeddings=torch.cat([inv1, eq1], dim=1))

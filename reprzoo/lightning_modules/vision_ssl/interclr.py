@@ -87,8 +87,10 @@ class InterCLR(MoCoV2):
         loader = unaugmented_train_loader(self.trainer)
         n = len(loader.dataset)
         if hp.num_clusters * hp.min_cluster_size > n or hp.semihard_pool > n or hp.inter_negatives > n:
-            raise ValueError(f"{n} training images are too few for num_clusters={hp.num_clusters} x min_cluster_size="
-                             f"{hp.min_cluster_size}, semihard_pool={hp.semihard_pool}, inter_negatives={hp.inter_negatives}")
+            raise ValueError(
+                f"{n} training images are too few for num_clusters={hp.num_clusters} x min_cluster_size="
+                f"{hp.min_cluster_size}, semihard_pool={hp.semihard_pool}, inter_negatives={hp.inter_negatives}"
+            )
         state = None
         if self.trainer.is_global_zero:
             was_training = self.training
@@ -130,7 +132,12 @@ class InterCLR(MoCoV2):
             return TrainingOutput(intra, features=f1, embeddings=q1)
         bank = self.memory.embeddings
         positive, negatives, valid = sample_inter_image_pairs(
-            q1, bank, self.cluster_labels, self.cluster_labels[indices], hp.inter_negatives, hp.negative_sampling,
+            q1,
+            bank,
+            self.cluster_labels,
+            self.cluster_labels[indices],
+            hp.inter_negatives,
+            hp.negative_sampling,
             hp.semihard_pool,
         )
         inter = inter_image_info_nce(q1, bank[positive], bank[negatives], valid, hp.temperature, hp.inter_margin)

@@ -84,7 +84,10 @@ class MultiBlockMasks:
         return (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
 
     def __call__(self, batch_size: int, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        (th, tw), (ch, cw) = self.block_size(self.target_scale, self.target_aspect), self.block_size(self.context_scale, self.context_aspect)
+        (th, tw), (ch, cw) = (
+            self.block_size(self.target_scale, self.target_aspect),
+            self.block_size(self.context_scale, self.context_aspect),
+        )
         targets = self.blocks((batch_size, self.num_targets), th, tw)
         context = self.blocks((batch_size,), ch, cw) & ~targets.any(1)
         for attempt in range(self.max_tries + 1):  # redraw the images whose context is too small
@@ -252,8 +255,9 @@ class IJEPA(EmbeddingModule):
         context_idx, target_idx = self.masks(images.shape[0], images.device)
         tokens, features = self.target_representations(images)
         dim = tokens.shape[-1]
-        targets = torch.gather(tokens.unsqueeze(0).expand(len(target_idx), -1, -1, -1), 2,
-                               target_idx.unsqueeze(-1).expand(-1, -1, -1, dim))  # (T, B, Nt, D)
+        targets = torch.gather(
+            tokens.unsqueeze(0).expand(len(target_idx), -1, -1, -1), 2, target_idx.unsqueeze(-1).expand(-1, -1, -1, dim)
+        )  # (T, B, Nt, D)
         context = vit_patch_tokens(self.context_encoder, images, context_idx)
         predictions = self.predictor(context, context_idx, target_idx)
         loss = jepa_loss(predictions, targets)

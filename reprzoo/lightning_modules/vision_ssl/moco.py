@@ -34,7 +34,9 @@ class MoCoV3Head(ProjectionHead):
             raise ValueError(f"MoCo v3's heads have at least 2 layers, got num_layers={num_layers}")
         layers: list[Layer] = []
         for i in range(num_layers - 1):
-            layers.append((in_dim if i == 0 else hidden_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), False))
+            layers.append(
+                (in_dim if i == 0 else hidden_dim, hidden_dim, nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True), False)
+            )
         layers.append((hidden_dim, out_dim, nn.BatchNorm1d(out_dim, affine=False) if last_bn else None, None, False))
         super().__init__(layers)
 

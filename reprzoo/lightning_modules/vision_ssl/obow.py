@@ -138,9 +138,7 @@ class OBoW(EmbeddingModule):
             raise ValueError(f"bow_pool must be 'max' or 'avg', got {bow_pool!r}")
         self.tau_base = tau_base
         channels = stage_channels(self.backbone, bow_levels)
-        self.vocabularies = nn.ModuleList(
-            Vocabulary(num_words, c, inv_delta, bow_pool, distance_momentum) for c in channels
-        )
+        self.vocabularies = nn.ModuleList(Vocabulary(num_words, c, inv_delta, bow_pool, distance_momentum) for c in channels)
         self.generators = nn.ModuleList(WeightGenerator(c, 2 * self.feature_dim, self.feature_dim) for c in channels)
         self.teacher_backbone = copy_as_target(self.backbone)
 

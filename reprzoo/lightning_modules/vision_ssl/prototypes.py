@@ -113,7 +113,11 @@ class STProtoPNet(EmbeddingModule):
         protos = [(n, p) for n, p in head if n.endswith("prototypes")]
         return [
             {"name": "backbone", "params": list(self.backbone.named_parameters())},
-            {"name": "add_on", "params": [(n, p) for n, p in head if not n.endswith("prototypes")], "lr": lr * self.hparams.head_lr_scale},
+            {
+                "name": "add_on",
+                "params": [(n, p) for n, p in head if not n.endswith("prototypes")],
+                "lr": lr * self.hparams.head_lr_scale,
+            },
             {"name": "prototypes", "params": protos, "lr": lr * self.hparams.head_lr_scale},
             {"name": "last_layers", "params": [(n, p) for n, p in self.named_parameters() if "last_layer" in n]},
         ]

@@ -46,9 +46,7 @@ class VICRegProjectionHead(ProjectionHead):
         super().__init__(_expander(in_dim, hidden_dim, out_dim, num_layers, hidden_bias=True))
 
 
-@register_method(
-    title="Barlow Twins: Self-Supervised Learning via Redundancy Reduction", wing="vision-ssl", arxiv="2103.03230"
-)
+@register_method(title="Barlow Twins: Self-Supervised Learning via Redundancy Reduction", wing="vision-ssl", arxiv="2103.03230")
 class BarlowTwins(EmbeddingModule):
     """Two views through a shared encoder and projector; the cross-correlation matrix of their batch-standardised
     embeddings is pushed towards the identity: sum_i (1 - C_ii)^2 + lambda sum_{i != j} C_ij^2.

@@ -10,9 +10,7 @@ from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses import simsiam_loss
 
 
-@register_method(
-    title="Exploring Simple Siamese Representation Learning", wing="vision-ssl", arxiv="2011.10566"
-)
+@register_method(title="Exploring Simple Siamese Representation Learning", wing="vision-ssl", arxiv="2011.10566")
 class SimSiam(EmbeddingModule):
     """Two views through encoder f (backbone + projector) and predictor h; the symmetrised negative cosine
     D(p1, sg(z2))/2 + D(p2, sg(z1))/2, with no negatives, momentum encoder or large batch.
