@@ -22,23 +22,12 @@ import torch
 from tests.test_methods import absolute_paths, build_from_recipe, digits_recipe, write_run  # noqa: E402
 
 
-def _trainer(tmp_path, **kwargs) -> L.Trainer:
-    options = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=3,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
-    return L.Trainer(**{**options, **kwargs})
+def _trainer(tiny_trainer_kwargs: dict, **overrides) -> L.Trainer:
+    """conftest's few-step CPU trainer, validating on the whole evaluation split unless told otherwise."""
+    return L.Trainer(**{**tiny_trainer_kwargs, "limit_train_batches": 3, "limit_val_batches": 1.0, **overrides})
 
 
-def test_compat_of_a_pushed_pair_reproduces_the_retrieval_logged_in_training(tmp_path, monkeypatch, capsys):
+def test_compat_of_a_pushed_pair_reproduces_the_retrieval_logged_in_training(tmp_path, monkeypatch, capsys, tiny_trainer_kwargs):
     """``reprzoo compat OLD NEW --data <the successor's datamodule>`` gives the numbers the successor's validation
     logged: the same gallery (the bank: the training split, no augmentation), queries and representations."""
     from reprzoo.cli.main import main
@@ -56,7 +45,7 @@ def test_compat_of_a_pushed_pair_reproduces_the_retrieval_logged_in_training(tmp
         model = CoReS(num_classes=data.num_classes, **recipe["model"]["init_args"])
         if models:
             model.set_old_model(models[0])
-        trainer = _trainer(tmp_path / f"t{task}")
+        trainer = _trainer(tiny_trainer_kwargs, default_root_dir=str(tmp_path / f"t{task}"))
         trainer.fit(model, datamodule=data)
         models.append(model)
         names.append(f"cores-tinyresnet-digits.{'new' if task else 'old'}")
@@ -73,7 +62,9 @@ def test_compat_of_a_pushed_pair_reproduces_the_retrieval_logged_in_training(tmp
     assert matrix[1][1] == pytest.approx(logged["val/self_top1"], abs=1e-4)
 
 
-def test_mobilevos_pushed_on_one_machine_loads_from_a_moved_hub_without_its_teacher_file(tmp_path, monkeypatch):
+def test_mobilevos_pushed_on_one_machine_loads_from_a_moved_hub_without_its_teacher_file(
+    tmp_path, monkeypatch, tiny_trainer_kwargs
+):
     import reprzoo
     from reprzoo.zoo import teacher_weights
     from reprzoo.zoo.api import push
@@ -81,7 +72,7 @@ def test_mobilevos_pushed_on_one_machine_loads_from_a_moved_hub_without_its_teac
     monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
     teacher_file = teacher_weights("simsiam-tinyresnet-digits")  # a file of this machine
     model, data, recipe = build_from_recipe("MobileVOS", teacher_weights=str(teacher_file))
-    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer = _trainer(tiny_trainer_kwargs, limit_train_batches=2, limit_val_batches=1)
     trainer.fit(model, datamodule=data)
     run = write_run(tmp_path / "run", trainer, model, recipe)
     assert model.hparams.teacher_weights == str(teacher_file)
@@ -137,7 +128,7 @@ def test_every_method_class_is_registered_importable_and_has_both_recipes():
         assert paper, f"{name} has no paper-scale recipe (cifar10/, cifar100/, stl10/ or sequences/)"
 
 
-def test_preprocessing_files_travel_with_the_model_checked(tmp_path, monkeypatch):
+def test_preprocessing_files_travel_with_the_model_checked(tmp_path, monkeypatch, tiny_trainer_kwargs):
     """A datamodule's preprocessing files (a tokenizer.json, a vocabulary) are pushed next to the weights, hashed in
     the config, returned checked by ``load(name).preprocessing_file``; tampered files and path-like names are
     refused."""
@@ -150,7 +141,7 @@ def test_preprocessing_files_travel_with_the_model_checked(tmp_path, monkeypatch
     vocabulary = json.dumps({"[PAD]": 0, "seven": 1}).encode()
     monkeypatch.setattr(Digits, "preprocessing_files", lambda self: {"vocab.json": vocabulary}, raising=False)
     model, data, recipe = build_from_recipe("SimSiam")
-    trainer = _trainer(tmp_path, limit_train_batches=1, limit_val_batches=1)
+    trainer = _trainer(tiny_trainer_kwargs, limit_train_batches=1, limit_val_batches=1)
     trainer.fit(model, datamodule=data)
     config = push(write_run(tmp_path / "run", trainer, model, recipe), "simsiam-tinyresnet-digits.vocab").config
     assert set(config["preprocessing"]["files"]) == {"vocab.json"}

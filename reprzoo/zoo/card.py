@@ -25,8 +25,23 @@ def _tasks(config: dict[str, Any]) -> tuple[str, str]:
     return _TASKS.get(modality, ("feature-extraction", "feature-extraction"))
 
 
+def _representation_text(arch: dict) -> str:
+    """What ``embed`` returns, as the config records it (format 2: the method's ``encoder()``)."""
+    rep = arch.get("representation")
+    if not rep:
+        return f"{arch['embedding_dim']}-d backbone features"
+    kind = {"dense": "vector", "multi_vector": "set of vectors", "sparse": "sparse vocabulary vector", "slots": "set of slots"}
+    text = (
+        f"{arch['embedding_dim']}-d {kind.get(rep.get('kind'), rep.get('kind'))} computed by the method's encoder "
+        f"(`{rep.get('encoder')}`): the representation its metrics were measured on"
+    )
+    if rep.get("compatible_dim"):
+        text += f"; its first {rep['compatible_dim']} dimensions are compatible with the old model's gallery"
+    return text
+
+
 _METRIC_NOTES = {
-    "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on frozen backbone features (train split as the labelled "
+    "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on the frozen representation (train split as the labelled "
     "bank, k={knn_k}, temperature {knn_temperature})",
     "probe_top1": "`probe_top1`: top-1 accuracy of the online linear probe, trained on detached features during training",
     "top1": "`top1`: top-1 accuracy of the classification head",
@@ -116,6 +131,7 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         backbone_kwargs=json.dumps(arch["backbone_kwargs"]) if arch.get("backbone_kwargs") else "",
         num_params=f"{arch['num_params']:,}",
         embedding_dim=arch["embedding_dim"],
+        representation_text=_representation_text(arch),
         preprocessing_text=_preprocessing_text(config.get("preprocessing", {})),
         base_model=lineage.get("base_model"),
         base_revision=lineage.get("base_revision"),
