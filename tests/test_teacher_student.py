@@ -344,3 +344,34 @@ def test_zoo_teacher_resolves_to_the_models_backbone(tmp_path, monkeypatch):
     encoder_state = reference.encoder.state_dict()
     for key, value in cli.model.teacher.state_dict().items():
         assert torch.equal(value, encoder_state[key]), key
+
+
+def test_ema_updates_once_per_optimiser_step_under_gradient_accumulation(tmp_path, monkeypatch):
+    """With ``accumulate_grad_batches=2`` the targets move once per optimiser step, with the same tau schedule as
+    ``k=1`` on half as many (doubled) batches: not tau^k per step."""
+    import lightning as L
+
+    import reprzoo.lightning_modules.base as base
+    from tests.test_methods import build_from_recipe
+
+    def taus(accumulate: int, batches: int, batch_size: int) -> list[float]:
+        calls: list[float] = []
+        monkeypatch.setattr(base, "ema_update", lambda target, online, tau: calls.append(tau))
+        model, data, _ = build_from_recipe("BYOL", batch_size=batch_size)
+        L.Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            limit_train_batches=batches,
+            accumulate_grad_batches=accumulate,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(tmp_path),
+        ).fit(model, datamodule=data)
+        pairs = len(model.momentum_pairs)
+        return calls[::pairs]
+
+    accumulated, doubled = taus(2, 4, 16), taus(1, 2, 32)
+    assert len(accumulated) == 2 and accumulated == doubled

@@ -212,11 +212,19 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             loss = loss + probe_loss
         return loss
 
+    def on_train_start(self) -> None:
+        super().on_train_start()
+        self.__dict__["_ema_step"] = self.trainer.global_step  # resumed runs: the step the weights were saved at
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         pairs = self.momentum_pairs
         if not pairs:
             return
-        tau = cosine_tau(self.trainer.global_step, self.trainer.estimated_stepping_batches, self.tau_base, self.tau_final)
+        step = self.trainer.global_step  # optimiser steps so far: one per group of accumulated batches
+        if step == self.__dict__.get("_ema_step"):
+            return  # a micro-batch of gradient accumulation: no optimiser step, so no EMA update either
+        self.__dict__["_ema_step"] = step
+        tau = cosine_tau(step, self.trainer.estimated_stepping_batches, self.tau_base, self.tau_final)
         for online, target in pairs:
             ema_update(target, online, tau)
         self.log("train/tau", tau)

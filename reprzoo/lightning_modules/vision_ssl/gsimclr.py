@@ -89,6 +89,7 @@ class GSimCLR(SimCLR):
         self.register_buffer("pseudo_labels", torch.empty(0, dtype=torch.long), persistent=False)  # rebuilt each fit
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         labels = self.compute_pseudo_labels() if self.trainer.is_global_zero else None
         labels = self.trainer.strategy.broadcast(labels, src=0)
         self.pseudo_labels = labels.to(self.device)

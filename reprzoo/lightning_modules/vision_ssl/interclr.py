@@ -83,6 +83,7 @@ class InterCLR(MoCoV2):
 
     @torch.no_grad()
     def on_train_start(self) -> None:
+        super().on_train_start()
         hp = self.hparams
         loader = unaugmented_train_loader(self.trainer)
         n = len(loader.dataset)
