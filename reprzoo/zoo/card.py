@@ -41,7 +41,7 @@ def _representation_text(arch: dict) -> str:
 
 
 _METRIC_NOTES = {
-    "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on the frozen representation (train split as the labelled "
+    "knn_top1": "`knn_top1`: weighted kNN top-1 accuracy on {features} (train split as the labelled "
     "bank, k={knn_k}, temperature {knn_temperature})",
     "probe_top1": "`probe_top1`: top-1 accuracy of the online linear probe, trained on detached features during training",
     "top1": "`top1`: top-1 accuracy of the classification head",
@@ -143,7 +143,7 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         ).strip(),
         hyperparameters=[(k, json.dumps(v)) for k, v in init_args.items()],
         metrics=[(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()],
-        metrics_text=_metrics_text(metrics, init_args, data_name),
+        metrics_text=_metrics_text(metrics, init_args, data_name, "representation" in arch),
         nested_dims=", ".join(str(m) for m in arch.get("nested_dims") or []),
         **_nested_table(arch.get("nested_dims"), metrics),
         versions=sorted(config.get("versions", {}).items()),
@@ -242,7 +242,9 @@ def _training_text(training: dict, data_name: str) -> str:
     return "".join(parts)
 
 
-def _metrics_text(metrics: dict, init_args: dict, data_name: str) -> str:
+def _metrics_text(metrics: dict, init_args: dict, data_name: str, represented: bool = True) -> str:
+    """``represented``: the config records the method's representation (format 2); format-1 models embedded with
+    their backbone, and their cards keep saying so."""
     lines = []
     stages = {k.split("/", 1)[0] for k in metrics}
     if stages & {"val", "test"}:
@@ -256,7 +258,12 @@ def _metrics_text(metrics: dict, init_args: dict, data_name: str) -> str:
         lines.append("`baseline/` values were measured on the same architecture at random initialisation.")
     present = {k.rsplit("/", 1)[-1].replace("random_init_", "") for k in metrics}
     notes = [
-        "- " + note.format(knn_k=init_args.get("knn_k"), knn_temperature=init_args.get("knn_temperature"))
+        "- "
+        + note.format(
+            knn_k=init_args.get("knn_k"),
+            knn_temperature=init_args.get("knn_temperature"),
+            features="the frozen representation" if represented else "frozen backbone features",
+        )
         for key, note in _METRIC_NOTES.items()
         if key in present
     ]
