@@ -18,6 +18,9 @@ class MethodInfo:
     wing: str
     modality: str
     arxiv: str | None = None
+    #: what of the method is the project's own where the paper is silent; shown wherever the method is listed
+    #: (``reprzoo methods``, the catalogue, a pushed model's card)
+    note: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -27,6 +30,7 @@ class MethodInfo:
             "wing": self.wing,
             "modality": self.modality,
             "arxiv": self.arxiv,
+            "note": self.note,
         }
 
 
@@ -43,14 +47,16 @@ def without_local_args(init_args: dict) -> dict:
     return {k: (None if k in LOCAL_ONLY_ARGS else v) for k, v in init_args.items()}
 
 
-def register_method(*, title: str, wing: str, modality: str = "image", arxiv: str | None = None) -> Callable[[T], T]:
+def register_method(
+    *, title: str, wing: str, modality: str = "image", arxiv: str | None = None, note: str | None = None
+) -> Callable[[T], T]:
     """Class decorator adding a method to the catalogue under its class name."""
 
     def decorate(cls: T) -> T:
         name = cls.__name__
         if name in METHODS and METHODS[name].cls is not cls:
             raise ValueError(f"method {name!r} is registered twice")
-        METHODS[name] = MethodInfo(name, cls, title, wing, modality, arxiv)
+        METHODS[name] = MethodInfo(name, cls, title, wing, modality, arxiv, note)
         return cls
 
     return decorate

@@ -126,6 +126,7 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         method=method["name"],
         method_title=method.get("title"),
         arxiv=method.get("arxiv"),
+        method_note=method.get("note"),
         heads=", ".join(method.get("heads", [])),
         backbone=arch["backbone"],
         backbone_kwargs=json.dumps(arch["backbone_kwargs"]) if arch.get("backbone_kwargs") else "",

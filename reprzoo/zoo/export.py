@@ -222,7 +222,9 @@ def _method_info(cls: type) -> dict[str, Any]:
     from reprzoo.lightning_modules import METHODS
 
     info = METHODS.get(cls.__name__)
-    return {"title": info.title, "arxiv": info.arxiv} if info is not None and info.cls is cls else {}
+    if info is None or info.cls is not cls:
+        return {}
+    return {"title": info.title, "arxiv": info.arxiv, **({"note": info.note} if info.note else {})}
 
 
 def _matching_recipe(run_config: dict) -> tuple[str | None, dict[str, list]]:

@@ -162,6 +162,12 @@ class IJEPA(EmbeddingModule):
     then cosine to 1e-6, weight decay 0.04 -> 0.4 (cosine), EMA 0.996 -> 1; only random resized crops as
     augmentation (the recipes set it).
 
+    Ours (deliberate differences from the authors' released code):
+        - the loss is the paper's squared L2 (Sec. 3, ``reprzoo.losses.jepa_loss``); the authors' code trains with
+          smooth L1 (``F.smooth_l1_loss``) on the layer-normalised targets;
+        - the EMA decay rises from 0.996 to 1 on the base's cosine schedule (BYOL's); the authors' code raises it
+          linearly over training.
+
     Args:
         pred_dim: predictor width.
         pred_depth: predictor blocks.
@@ -272,6 +278,8 @@ class IJEPA(EmbeddingModule):
     title="SparseJEPA: Sparse Representation Learning of Joint Embedding Predictive Architectures",
     wing="vision-ssl",
     arxiv="2504.16140",
+    note="the abstract gives no values: the oi-VAE weights (alpha 1e-4, beta, lambda), the groups G and latents K, "
+    "and the (sub)gradient group lasso are reprzoo's own",
 )
 class SparseJEPA(IJEPA):
     """I-JEPA plus an oi-VAE on the context encoder's patch representations, whose group-lasso penalty makes
