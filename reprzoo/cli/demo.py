@@ -12,8 +12,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from reprzoo.atomic import atomic_write_text
 from reprzoo.cli.training import cli_main
-from reprzoo.training.callbacks import atomic_write_text
 
 KNN = "val/knn_top1"
 

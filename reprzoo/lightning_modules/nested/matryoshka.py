@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reprzoo.backbones.vit_tokens import vit_patch_embeddings
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.lightning_modules.vision_ssl.simclr import SimCLR, SimCLRProjectionHead
@@ -204,7 +205,7 @@ class TwoDMatryoshka(NestedEvaluation, EmbeddingModule):
         """The pooled embedding after each transformer layer, ``num_layers`` tensors ``(n, D)``; the last one is
         ``backbone(x)``."""
         vit = self.backbone
-        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+        tokens = vit_patch_embeddings(vit, x, patch_drop=True)  # as timm's forward_features
         pooled = []
         for block in vit.blocks:
             tokens = block(tokens)
