@@ -375,3 +375,35 @@ def test_ema_updates_once_per_optimiser_step_under_gradient_accumulation(tmp_pat
 
     accumulated, doubled = taus(2, 4, 16), taus(1, 2, 32)
     assert len(accumulated) == 2 and accumulated == doubled
+
+
+def test_a_zoo_teacher_is_the_representation_the_model_was_measured_with(tmp_path, monkeypatch, tiny_trainer_kwargs):
+    """``zoo:NAME`` as a distillation teacher gives NAME's encoder: a DINO model's teacher backbone (not its
+    student), and a model whose representation is more than a backbone (CoReS: + embedding layer) is refused.
+    The cached file is named by the weights' hash, not by anything the hub's config says."""
+    import lightning as L
+    from safetensors.torch import load_file
+
+    import reprzoo
+    from reprzoo.errors import ReprzooError
+    from reprzoo.zoo import teacher_weights
+    from reprzoo.zoo.api import push
+    from tests.test_methods import build_from_recipe, write_run
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    for method in ("DINO", "CoReS"):
+        model, data, recipe = build_from_recipe(method)
+        trainer = L.Trainer(**{**tiny_trainer_kwargs, "limit_val_batches": 0})
+        trainer.fit(model, datamodule=data)
+        push(write_run(tmp_path / method, trainer, model, recipe), f"{method.lower()}-tinyresnet-digits.teacher")
+    path = teacher_weights("dino-tinyresnet-digits.teacher")
+    assert path.parent == tmp_path / "home" / "teachers" and path.name.startswith("teacher-")
+    stored = load_file(str(path))
+    dino = reprzoo.load_method("dino-tinyresnet-digits.teacher")
+    assert stored.keys() == dino.teacher_backbone.state_dict().keys()
+    for key, value in dino.teacher_backbone.state_dict().items():
+        assert torch.equal(stored[key], value), key
+    student = dino.backbone.state_dict()
+    assert any(not torch.equal(stored[k], v) for k, v in student.items() if v.is_floating_point())  # not the student
+    with pytest.raises(ReprzooError, match="more than a resnet_tiny_cifar backbone"):
+        teacher_weights("cores-tinyresnet-digits.teacher")

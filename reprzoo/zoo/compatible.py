@@ -25,8 +25,9 @@ def old_model_checkpoint(name: str, revision: str | None = None) -> tuple[Path, 
     import torch
 
     from reprzoo.atomic import atomic_write_once
+    from reprzoo.lightning_modules.registry import without_local_args
     from reprzoo.zoo.api import resolve
-    from reprzoo.zoo.classes import check_backbone_kwargs, method_class
+    from reprzoo.zoo.classes import check_init_args, method_class
     from reprzoo.zoo.local_hub import default_home
     from reprzoo.zoo.names import parse_source
     from reprzoo.zoo.repo import module_state, read_all_tensors, read_config, torch_file_complete, verify_weights
@@ -35,13 +36,13 @@ def old_model_checkpoint(name: str, revision: str | None = None) -> tuple[Path, 
     config = read_config(res.folder)
     method = config["method"]
     cls = method_class(method.get("class_path") or method["name"])  # refuses classes that are not registered
-    init_args = dict(method.get("init_args") or {})
-    check_backbone_kwargs(init_args.get("backbone_kwargs") or {})
+    init_args = check_init_args(without_local_args(dict(method.get("init_args") or {})))
     weights = verify_weights(res.folder, config)
     src = parse_source(name, revision)
     label = f"{src.target if src.kind in ('name', 'hf') else res.source}@{res.revision or '-'}"
     digest = config["weights"]["sha256"][:16]
-    path = default_home() / "old_models" / f"{config.get('name') or 'model'}-{digest}.ckpt"
+    # named by the registered class and the weights' hash only: nothing a hub writes steers where the file goes
+    path = default_home() / "old_models" / f"{cls.__name__.lower()}-{digest}.ckpt"
 
     def write(tmp: Path) -> None:
         state = module_state(read_all_tensors(weights))
