@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "ddp_scripts"
 TIMEOUT = 240  # seconds for any multi-process launch
+GLOO_STARTUP_ABORT = "terminate called without an active exception"
 GRACE = 20  # seconds the other processes get once one has failed
 
 
@@ -489,6 +490,15 @@ def test_two_node_torchrun_on_loopback(tmp_path):
     shared = tmp_path / "shared"
     commands = torchrun_fit_commands(tmp_path, shared, ["--trainer.limit_train_batches", "2", "--trainer.max_epochs", "1"])
     codes, output = run_processes(commands, tmp_path / "logs")
+    if codes != [0, 0] and GLOO_STARTUP_ABORT in output:
+        # gloo's C++ side occasionally aborts a rank while the process group starts on a loaded 2-core machine
+        # (std::terminate; seen in about 1 of 4 loaded full-suite runs here): one fresh launch, which
+        # must then pass every check below
+        shutil.rmtree(shared, ignore_errors=True)
+        for node in range(2):
+            shutil.rmtree(tmp_path / f"node{node}", ignore_errors=True)
+        commands = torchrun_fit_commands(tmp_path, shared, ["--trainer.limit_train_batches", "2", "--trainer.max_epochs", "1"])
+        codes, output = run_processes(commands, tmp_path / "logs_retry")
     assert codes == [0, 0], output[-8000:]
 
     runs = sorted(p.relative_to(shared) for p in shared.glob("*/*") if p.is_dir())
