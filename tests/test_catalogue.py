@@ -40,3 +40,35 @@ def test_catalogue_command(capsys):
     assert rows and all(r["wing"] == "vision-ssl" for r in rows)
     simsiam = next(r for r in rows if r["title"] == "Exploring Simple Siamese Representation Learning")
     assert simsiam["status"] == "implemented" and simsiam["methods"] == ["SimSiam"]
+
+
+def test_catalogue_unknown_wing_or_status_is_one_line(capsys):
+    """An unknown wing is an error with the near match, not an empty table with exit status 0."""
+    assert main(["catalogue", "--wing", "vision_ssl"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert "unknown wing 'vision_ssl'. Did you mean: vision-ssl" in captured.err
+    assert main(["catalogue", "--status", "implemnted"]) == 2
+    assert "Did you mean: implemented" in capsys.readouterr().err
+
+
+def test_a_methods_own_choices_are_stated_wherever_it_is_listed():
+    """A method registered with a ``note`` (what is reprzoo's own where the paper is silent) carries it in the
+    catalogue row of its paper, in ``reprzoo methods --json`` and in a pushed model's card."""
+    from reprzoo.lightning_modules import list_methods
+    from reprzoo.zoo.card import render_card
+    from reprzoo.zoo.catalogue import load_catalogue
+
+    noted = [m for m in list_methods() if m.note]
+    assert {m.name for m in noted} >= {"SparseJEPA"}
+    rows = {e.title: e for e in load_catalogue()}
+    for info in noted:
+        assert rows[info.title].note == info.note, info.name
+        assert info.as_dict()["note"] == info.note
+    import json
+
+    from reprzoo.zoo.api import resolve
+
+    config = json.loads((resolve("simsiam-tinyresnet-digits").folder / "config.json").read_text())  # a real config
+    config["method"] = {**config["method"], "name": "SparseJEPA", "title": noted[0].title, "note": noted[0].note}
+    assert f"**Not from the paper:** {noted[0].note}" in str(render_card(config))

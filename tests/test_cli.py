@@ -128,3 +128,109 @@ def test_demo_end_to_end_one_epoch(tmp_path, monkeypatch, capsys):
     assert "random init" in out and "trained" in out and "identical" in out and "DIFFERENT" not in out
     metrics = json.loads(next((tmp_path / "runs").glob("simsiam/version_*/metrics.json")).read_text())
     assert "baseline/random_init_knn_top1" in metrics and "val/knn_top1" in metrics
+
+
+def test_version(capsys):
+    from reprzoo import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"reprzoo {__version__}"
+
+
+def test_fit_without_recipe_trains_100_epochs_and_says_so(tmp_path, capsys):
+    """Lightning's default (1000 epochs, silently) is not what `--model SimSiam --data Digits` should train."""
+    logs = f"--trainer.logger.init_args.save_dir={tmp_path}"
+    cli = cli_main(["--model", "SimSiam", "--data", "Digits", "--model.backbone", "resnet_tiny_cifar", logs], run=False)
+    assert cli.trainer.max_epochs == 100
+    assert "training for 100 epochs" in capsys.readouterr().err
+    cli = cli_main(["--model", "SimSiam", "--data", "Digits", "--trainer.max_steps=7", logs], run=False)
+    assert cli.trainer.max_epochs in (None, -1) and cli.trainer.max_steps == 7  # a step budget is not capped
+    cli = cli_main(["--config", "digits/simsiam", logs], run=False)
+    assert cli.trainer.max_epochs == 20  # the recipe's
+    assert "epochs" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--help"])
+    assert exit_info.value.code in (0, None)
+    assert "reprzoo: 100 when" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("limits", [["--trainer.max_epochs=1"], ["--trainer.max_epochs=-1", "--trainer.max_steps=3"]])
+def test_every_fit_ends_with_validation_metrics(tmp_path, limits):
+    """digits/simsiam validates every 5 epochs: a 1-epoch run, or one stopped by max_steps mid-epoch, must still
+    write val/* to metrics.json (and validate before its last checkpoint)."""
+    main(
+        [
+            "fit",
+            "--config",
+            "digits/simsiam",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            "--trainer.limit_train_batches=5",
+            "--trainer.limit_val_batches=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.num_sanity_val_steps=0",
+            "--data.batch_size=16",
+            *limits,
+        ]
+    )
+    metrics = json.loads((tmp_path / "simsiam" / "version_0" / "metrics.json").read_text())
+    assert "val/knn_top1" in metrics and metrics["global_step"] == (5 if len(limits) == 1 else 3)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--trainer.max_epoch", "3"], "Did you mean: max_epochs"),
+        (["--model.init_args.lrr", "0.1"], "Did you mean: lr"),
+        (["--model.lrr=0.1"], "Did you mean: lr"),
+        (["--data.init_args.batchsize", "8"], "Did you mean: batch_size"),
+        (["--checkpoint_every_n_step", "3"], "Did you mean: --checkpoint_every_n_steps"),
+    ],
+)
+def test_mistyped_option_is_one_line_with_the_near_match(extra, message, capsys, tmp_path):
+    assert main(["fit", "--config", "digits/simsiam", *extra, f"--trainer.logger.init_args.save_dir={tmp_path}"]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("reprzoo: error: ") and message in stderr and "usage" not in stderr
+
+
+@pytest.mark.parametrize(
+    "section,key,typo,message",
+    [
+        ("model", "lr", "lrr", "unknown SimSiam argument 'lrr'. Did you mean: lr"),
+        ("trainer", "max_epochs", "max_epoch", "unknown trainer argument 'max_epoch'. Did you mean: max_epochs"),
+        (None, "seed_everything", "seed_everythin", "unknown key 'seed_everythin'. Did you mean: seed_everything"),
+    ],
+)
+def test_mistyped_recipe_key_is_one_line_with_the_near_match(tmp_path, capsys, section, key, typo, message):
+    recipe = yaml.safe_load((Path(list_recipes()["digits/simsiam"])).read_text())
+    keys = recipe if section is None else recipe[section].get("init_args", recipe[section])
+    keys[typo] = keys.pop(key)
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    assert main(["fit", "--config", str(path)]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert len(stderr.splitlines()) == 1, stderr
+    assert message in stderr
+
+
+def test_run_failing_before_training_leaves_no_version_folder(tmp_path, monkeypatch):
+    """A run that fails before its first step (here: the datamodule's setup) must not leave a `version_N` holding
+    only an empty event file (it would look like a run and shift the next run's number)."""
+    from reprzoo.datamodules import Digits
+
+    def no_data(self, stage=None):
+        raise RuntimeError("no data")
+
+    monkeypatch.setattr(Digits, "setup", no_data)
+    with pytest.raises(RuntimeError, match="no data"):
+        main(["fit", "--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}", *TINY])
+    assert not list((tmp_path / "simsiam").glob("version_*"))
+
+
+def test_invalid_value_is_one_line(capsys):
+    assert main(["fit", "--config", "digits/simsiam", "--data.batch_size=0"]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert stderr == "reprzoo: error: batch_size must be positive, got 0", stderr
+    assert main(["fit", "--config", "digits/simsiam", "--trainer.max_epochs=abc"]) == 2
+    stderr = capsys.readouterr().err.strip()
+    assert len(stderr.splitlines()) == 1 and "trainer.max_epochs" in stderr and "'abc' given" in stderr, stderr

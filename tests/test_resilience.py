@@ -205,3 +205,68 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, signal_name):
     assert weights.keys() == expected.keys()
     for k in expected:
         assert torch.equal(weights[k], expected[k]), f"{k} differs from the uninterrupted run"
+
+
+# ------------------------------------------------------------------------------------------------ which run to resume
+TINY_FIT = [
+    "fit",
+    "--config",
+    "digits/simsiam",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.num_sanity_val_steps=0",
+    "--data.batch_size=16",
+    "--model.init_args.proj_hidden_dim=32",
+    "--model.init_args.proj_output_dim=32",
+    "--model.init_args.pred_hidden_dim=8",
+]
+
+
+def _fake_run(run: Path, config: str, step: int, age_s: float) -> Path:
+    """A run folder with ``config`` as its config.yaml and a valid last.ckpt of ``step``, ``age_s`` seconds old."""
+    ckpt = run / "checkpoints" / "last.ckpt"
+    atomic_torch_save({"state_dict": {}, "loops": {}, "global_step": step}, ckpt)
+    (run / "config.yaml").write_text(config)
+    stamp = ckpt.stat().st_mtime - age_s
+    os.utime(ckpt, (stamp, stamp))
+    return ckpt
+
+
+def test_resume_auto_continues_this_commands_run_and_leaves_others_alone(tmp_path, monkeypatch, capsys):
+    """The issue: after `make demo` (a long run of another config), `--resume auto` resumed the demo's run (most
+    steps), failed on its epochs and rewrote its config.yaml. It must pick the newest run of the same config."""
+    from reprzoo.cli.main import main
+    from reprzoo.cli.training import ReprzooCLI, cli_main
+
+    command = [*TINY_FIT, f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    assert main(command) == 0  # this command's run: version_0, 2 steps
+    root = tmp_path / "simsiam"
+    ours = (root / "version_0" / "config.yaml").read_text()
+    assert "max_epochs: 1" in ours
+    demo = _fake_run(root / "version_1", ours.replace("max_epochs: 1", "max_epochs: 20"), 500, age_s=-100)  # newer
+    _fake_run(root / "version_2", ours, 400, age_s=1000)  # the same config, more steps, but older
+    demo_config = (root / "version_1" / "config.yaml").read_bytes()
+    capsys.readouterr()
+
+    monkeypatch.setattr(ReprzooCLI, "_run_subcommand", lambda self, subcommand: None)  # build, do not train
+    cli = cli_main([*command, "--resume=auto"])
+    assert Path(cli.config.fit.ckpt_path).parent.parent == root / "version_0"
+    assert cli.config.fit.trainer.logger.init_args.version == "version_0"
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "version_0" in err and "newest of 2" in err and "1 other run(s) differ" in err
+    assert (root / "version_1" / "config.yaml").read_bytes() == demo_config and demo.exists()
+
+    cli = cli_main([*command, "--trainer.max_epochs=6", "--resume=auto"])  # nobody ran this config: a new run
+    assert cli.config.fit.ckpt_path is None and cli.config.fit.trainer.logger.init_args.version is None
+    err = capsys.readouterr().err
+    assert "starting a new run" in err and "trainer.max_epochs" in err
+
+
+def test_resume_checkpoint_prefers_the_newest_run_over_the_longest(tmp_path):
+    old_long = _fake_run(tmp_path / "version_0", "", 900, age_s=100)
+    new_short = _fake_run(tmp_path / "version_1", "", 20, age_s=0)
+    assert find_resume_checkpoint(tmp_path) == new_short
+    assert find_resume_checkpoint(tmp_path, accept=lambda run: run.name == "version_0") == old_long
+    assert find_resume_checkpoint(tmp_path, accept=lambda run: False) is None

@@ -15,7 +15,7 @@ from typing import Callable
 
 from reprzoo.errors import ReprzooError
 
-USAGE = """usage: reprzoo <command> [options]
+USAGE = """usage: reprzoo <command> [options]       (reprzoo --version: the installed version)
 
 training (LightningCLI; `reprzoo fit --help` for every option):
   fit | validate | test | predict   e.g. reprzoo fit --config digits/simsiam --trainer.max_epochs 5
@@ -55,12 +55,19 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:
-    from reprzoo.zoo.catalogue import implemented_titles, load_catalogue
+    from reprzoo.errors import UnknownNameError
+    from reprzoo.zoo.catalogue import STATUSES, implemented_titles, load_catalogue
 
+    entries = load_catalogue()
+    wings = {e.wing for e in entries}
+    if args.wing is not None and args.wing not in wings:  # an empty table would read as "nothing there"
+        raise UnknownNameError("wing", args.wing, wings)
+    if args.status is not None and args.status not in STATUSES:
+        raise UnknownNameError("status", args.status, STATUSES)
     registered = implemented_titles()
     rows = [
         {**e.as_dict(), "methods": registered.get(e.title, [])}
-        for e in load_catalogue()
+        for e in entries
         if (args.wing is None or e.wing == args.wing) and (args.status is None or e.status == args.status)
     ]
     if args.json:
@@ -146,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         if not argv or argv[0] in ("-h", "--help"):
             print(USAGE)
             return 0 if argv else 2
+        if argv[0] in ("--version", "-V"):
+            from reprzoo import __version__
+
+            print(f"reprzoo {__version__}")
+            return 0
         _load_extra_commands()
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import re
 import sys
+from argparse import ArgumentError
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
+import lightning as L
+import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -17,18 +22,35 @@ import reprzoo.datamodules as datamodules
 from reprzoo.datamodules import EmbeddingDataModule
 from reprzoo.errors import ReprzooError, UnknownNameError
 from reprzoo.lightning_modules import METHODS, EmbeddingModule
-from reprzoo.training.callbacks import EmbeddingPlot, MetricsJSON
+from reprzoo.training.callbacks import DiscardEmptyRun, EmbeddingPlot, MetricsJSON, ValidateAtFitEnd
 from reprzoo.training.checkpointing import (
     AtomicCheckpointIO,
     CheckpointOnSignal,
     RandomStateCheckpoint,
     ResumeLoaderPosition,
     checkpoint_step,
-    find_resume_checkpoint,
+    newest_run_checkpoint,
+    run_checkpoint_files,
 )
 from reprzoo.zoo.recipes import resolve_recipe
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+#: Epochs of a fit that sets none of max_epochs, max_steps and max_time (no recipe): Lightning's own default is 1000.
+DEFAULT_MAX_EPOCHS = 100
+
+#: Config keys (dotted, and everything under them) that do not tell runs apart for ``--resume auto``: the resume
+#: options themselves, the log version it sets, and what observes or saves a run rather than what it trains.
+RESUME_IGNORED_KEYS = (
+    "resume",
+    "ckpt_path",
+    "config",
+    "trainer.logger.init_args.version",
+    "trainer.callbacks",
+    "trainer.enable_progress_bar",
+    "checkpoint_every_n_steps",
+    "checkpoint_every_minutes",
+)
 
 
 def datamodule_names() -> dict[str, type]:
@@ -76,6 +98,9 @@ class ReprzooCLI(LightningCLI):
     (``--trainer.precision 32-true`` turns it off)."""
 
     def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any):
+        # parse errors raise (ArgumentError) instead of printing the usage: parse_arguments makes them one line
+        # and no abbreviations: a mistyped --trainer.max_epoch must not quietly set max_epochs
+        kwargs["parser_kwargs"] = {"exit_on_error": False, "allow_abbrev": False, **(kwargs.get("parser_kwargs") or {})}
         super().__init__(
             EmbeddingModule,
             EmbeddingDataModule,
@@ -101,6 +126,12 @@ class ReprzooCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        max_epochs = parser._option_string_actions.get("--trainer.max_epochs")
+        if max_epochs is not None:  # the trainer's docstring states Lightning's default (1000)
+            max_epochs.help = (
+                f"{max_epochs.help or ''} reprzoo: {DEFAULT_MAX_EPOCHS} when none of max_epochs, max_steps and "
+                "max_time is set (a run without a recipe); recipes set their own."
+            ).strip()
         parser.add_argument(
             "--resume",
             type=Optional[str],
@@ -121,6 +152,14 @@ class ReprzooCLI(LightningCLI):
             help="also write last.ckpt every M minutes of training (0: off)",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            parsers = [parser, *getattr(self, "_subcommand_parsers", {}).values()]
+            options = {o for p in parsers for o in p._option_string_actions if o.startswith("--") and "." not in o}
+            raise parse_error(str(err), options) from err
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         logger = config.trainer.get("logger")
@@ -139,11 +178,32 @@ class ReprzooCLI(LightningCLI):
             init_args.old_model, old_name = resolve_old_model(init_args.old_model)
             if old_name and not init_args.get("old_model_name"):
                 init_args.old_model_name = old_name  # lineage: the successor's compatible_with
+        if self.subcommand in (None, "fit"):  # None: run=False, the caller fits (the demo, finetune)
+            self._default_max_epochs(config)
         if self.subcommand == "fit" and config.get("resume"):
             self._resume(config, logger)
 
+    def _default_max_epochs(self, config) -> None:
+        """A fit without a recipe trains :data:`DEFAULT_MAX_EPOCHS` epochs, not Lightning's 1000, and says so."""
+        trainer = config.trainer
+        if trainer.get("fast_dev_run") or trainer.get("max_epochs") is not None or trainer.get("max_time") is not None:
+            return
+        if trainer.get("max_steps") not in (None, -1):
+            return
+        trainer.max_epochs = DEFAULT_MAX_EPOCHS
+        print(
+            f"reprzoo: no trainer.max_epochs, max_steps or max_time set (no recipe): training for {DEFAULT_MAX_EPOCHS} "
+            "epochs; set --trainer.max_epochs N to change it",
+            file=sys.stderr,
+        )
+
     def _resume(self, config, logger) -> None:
-        """``--resume auto|PATH``: set ``ckpt_path`` and keep logging into the resumed run's version folder."""
+        """``--resume auto|PATH``: set ``ckpt_path`` and keep logging into the resumed run's version folder.
+
+        ``auto`` continues the run this command started: among ``save_dir/<method>/version_*`` the runs whose
+        ``config.yaml`` is this command's resolved config (apart from :data:`RESUME_IGNORED_KEYS`), the newest by
+        modification time. Runs with another config (a finished demo, other epochs) are never touched; when none
+        matches, a new run starts. Either way one line on stderr says what was chosen and why."""
         if config.resume != "auto":
             if checkpoint_step(config.resume) is None:
                 raise ReprzooError(
@@ -154,13 +214,39 @@ class ReprzooCLI(LightningCLI):
         if not logger or isinstance(logger, bool) or getattr(logger, "init_args", None) is None:
             raise ReprzooError("--resume auto needs the default TensorBoard logger (it finds runs under save_dir/name)")
         root = Path(logger.init_args.get("save_dir") or "runs") / (logger.init_args.get("name") or "")
-        found = find_resume_checkpoint(root)
-        if found is None:
-            print(f"reprzoo: --resume auto found no valid checkpoint under {root}; starting a new run", file=sys.stderr)
+        runs = run_checkpoint_files(root)
+        if not runs:
+            print(f"reprzoo: --resume auto: no checkpoint under {root}; starting a new run", file=sys.stderr)
             return
+        wanted = run_identity(yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False, skip_validation=True)))
+        matching, differences = {}, {}
+        for run, paths in runs.items():
+            saved = _saved_config(run)
+            diff = ["config.yaml missing or unreadable"] if saved is None else config_differences(wanted, run_identity(saved))
+            if diff:
+                differences[run] = diff
+            else:
+                matching[run] = paths
+        found = newest_run_checkpoint(matching)
+        if found is None:
+            if matching:
+                why = f"the {len(matching)} run(s) with this command's config hold no valid checkpoint"
+            else:
+                newest = max(differences, key=lambda run: max(p.stat().st_mtime for p in runs[run]))
+                diff = differences[newest]
+                shown = ", ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+                why = f"none of the {len(runs)} run(s) there has this command's config (the newest, {newest.name}, differs in {shown})"
+            print(f"reprzoo: --resume auto: {why}; starting a new run under {root}", file=sys.stderr)
+            return
+        run_dir = found.parent.parent  # runs/<method>/version_N/checkpoints/last.ckpt
         config.ckpt_path = str(found)
-        logger.init_args.version = found.parent.parent.name  # runs/<method>/version_N/checkpoints/last.ckpt
-        print(f"reprzoo: resuming from {found}", file=sys.stderr)
+        logger.init_args.version = run_dir.name
+        others = f", the newest of {len(matching)}" if len(matching) > 1 else ""
+        print(
+            f"reprzoo: --resume auto: resuming from {found}: {run_dir.name} is the "
+            f"run with this command's config{others}; {len(differences)} other run(s) differ and are left alone",
+            file=sys.stderr,
+        )
 
     def instantiate_trainer(self, **kwargs: Any):
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
@@ -169,10 +255,12 @@ class ReprzooCLI(LightningCLI):
         callbacks = [
             *configured,
             *kwargs.pop("callbacks", []),
+            ValidateAtFitEnd(),
             MetricsJSON(),
             RandomStateCheckpoint(),
             ResumeLoaderPosition(),
             CheckpointOnSignal(),
+            DiscardEmptyRun(),
         ]
         callbacks += periodic_checkpoints(
             config.get("checkpoint_every_n_steps") or 0, config.get("checkpoint_every_minutes") or 0
@@ -182,6 +270,126 @@ class ReprzooCLI(LightningCLI):
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
         use_atomic_checkpoint_io(trainer)
         return trainer
+
+
+def parse_error(message: str, options: Iterable[str] = ()) -> ReprzooError:
+    """A jsonargparse error as one line: an unknown key (a mistyped option, or a recipe key no class accepts) is
+    named with its near matches (:class:`UnknownNameError`; ``options``: the command's top-level options);
+    anything else is the message on one line."""
+    text = " ".join(message.split())
+    unknown = _unknown_key(text)
+    if unknown is not None:
+        where, key, known = unknown
+        if known:
+            return UnknownNameError(f"{where} argument", key, known)
+        if options and key.startswith("--"):  # a top-level option: near matches among the command's own options
+            return UnknownNameError("option", key, options)
+        if options and "." not in key:  # a top-level recipe key: the same, without the dashes
+            return UnknownNameError("key", key, {o.lstrip("-") for o in options})
+    return ReprzooError(one_line(message))
+
+
+def one_line(message: str) -> str:
+    """A jsonargparse (or instantiation) error on one line. A union's report (every subtype tried, the value
+    repeated) keeps what failed for the subtypes other than ``None`` and a short given value."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    if "Errors:" in lines:
+        head = lines[0] if lines[0].startswith("Parser key") else ""
+        start = lines.index("Errors:") + 1
+        end = next((i for i in range(start, len(lines)) if lines[i].startswith("Given value")), len(lines))
+        items: list[list[str]] = []
+        for line in lines[start:end]:
+            if line.startswith("- "):
+                items.append([line[2:]])
+            elif items:
+                items[-1].append(line)
+        errors = [" ".join(item) for item in items if "NoneType" not in " ".join(item)]
+        given = next((line for line in lines[end:] if line.startswith("Given value:")), "")
+        if errors:
+            tail = f" ({given[len('Given value:') :].strip()!r} given)" if given and len(given) < 80 else ""
+            return " ".join([head, "; ".join(errors)]).strip() + tail
+    return " ".join(" ".join(lines).split())
+
+
+def _unknown_key(text: str) -> tuple[str, str, list[str]] | None:
+    """``(where, key, known keys there)`` of the unknown key a jsonargparse message names, or ``None``."""
+    option = re.search(r"unrecognized arguments: --?([\w.\-]+)", text, re.IGNORECASE)  # on the command line
+    recipe_key = re.search(r"does not accept option '([\w.\-]+)'", text)  # in a recipe, outside a class
+    if option or recipe_key:  # a key of no class: --trainer.max_epoch, --checkpoint_every_n_step, seed_everythin:
+        dotted = (option or recipe_key).group(1)
+        section, _, rest = dotted.partition(".")
+        if section == "trainer" and rest:
+            return "trainer", rest.removeprefix("init_args."), _init_arguments(L.Trainer)
+        return "option", f"--{dotted}" if option else dotted, []
+    class_path = re.search(r"class_path '([\w.]+)'", text)  # a key of a model or data class: command line or recipe
+    key = re.search(r"Option '([\w.]+)' is not accepted|No action for key \"([\w.]+)\"|Key '([\w.]+)' is not expected", text)
+    if class_path and key:
+        name = next(group for group in key.groups() if group).removeprefix("init_args.")
+        return _class_name(class_path.group(1)), name, _init_arguments(class_path.group(1))
+    return None
+
+
+def _class_name(class_path: str) -> str:
+    return class_path.rsplit(".", 1)[-1]
+
+
+def _init_arguments(cls: type | str) -> list[str]:
+    """The keyword arguments a class accepts, through the ``**kwargs`` it passes to its bases (as jsonargparse
+    resolves them, near enough for suggestions)."""
+    if isinstance(cls, str):
+        module, _, name = cls.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return []
+    names: list[str] = []
+    for klass in inspect.getmro(cls):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names += [
+            p.name
+            for p in parameters
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names
+        ]
+    return names
+
+
+def _saved_config(run_dir: Path) -> dict | None:
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def run_identity(config: dict) -> dict[str, Any]:
+    """A run's config flattened to dotted keys, without :data:`RESUME_IGNORED_KEYS`."""
+    flat: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if any(prefix == k or prefix.startswith(k + ".") for k in RESUME_IGNORED_KEYS):
+            return
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = value
+
+    walk(config, "")
+    return flat
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The dotted keys whose values differ between two :func:`run_identity` configs."""
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+_MISSING = object()
 
 
 def periodic_checkpoints(every_n_steps: int, every_minutes: float) -> list[ModelCheckpoint]:
@@ -207,7 +415,9 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> ReprzooCLI:
         args = _check_class_names(args)
     try:
         return ReprzooCLI(args=args, run=run)
+    except ArgumentError as err:  # outside parse_arguments: e.g. the hyperparameters of a --ckpt_path checkpoint
+        raise parse_error(str(err)) from err
     except (FileNotFoundError, ValueError, MisconfigurationException) as err:
         if isinstance(err, ReprzooError):
             raise
-        raise ReprzooError(str(err)) from err
+        raise ReprzooError(one_line(str(err))) from err

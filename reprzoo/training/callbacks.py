@@ -1,10 +1,12 @@
-"""Callbacks every run gets (metrics.json in the run directory, written atomically on rank zero; the embedding
-plot), and ``PreciseBatchNorm``, which a run adds when its final BatchNorm statistics matter."""
+"""Callbacks every run gets (metrics.json in the run directory, written atomically on rank zero; a validation at the
+end of every fit; no empty folder left by a run that fails before training; the embedding plot), and
+``PreciseBatchNorm``, which a run adds when its final BatchNorm statistics matter."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -47,6 +49,81 @@ class MetricsJSON(L.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._write(trainer)
+
+
+class ValidateAtFitEnd(L.Callback):
+    """Validates after the last training batch of a fit when the schedule would not: recipes validate every few
+    epochs (``check_val_every_n_epoch``), so without this a run whose last epoch is not a multiple of it (or one
+    that stops at ``max_steps`` mid-epoch) ends without validation metrics in ``metrics.json`` and the last
+    checkpoint. Runs that stop early (a signal, an exception) are not validated.
+    """
+
+    def __init__(self):
+        self._every: int | None = None
+        self._changed = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if not trainer.enable_validation or not is_last_training_batch(trainer):
+            return
+        every = trainer.check_val_every_n_epoch
+        if every is not None and every != 1 and (trainer.current_epoch + 1) % every != 0:
+            self._every, self._changed = every, True
+            trainer.check_val_every_n_epoch = 1  # Lightning checks it after this hook, before the epoch ends
+        # validate even if this batch is not a validation batch (max_steps mid-epoch, val_check_interval < 1)
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore(trainer)
+
+    def _restore(self, trainer: L.Trainer) -> None:
+        if self._changed:
+            trainer.check_val_every_n_epoch, self._changed = self._every, False
+
+
+def is_last_training_batch(trainer: L.Trainer) -> bool:
+    """Whether the batch that just ended is the last of the fit: ``max_steps`` reached, or the last batch of the
+    last epoch."""
+    last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+    bounded = trainer.max_epochs is not None and trainer.max_epochs > 0  # -1: until max_steps
+    last_epoch = trainer.is_last_batch and bounded and trainer.current_epoch + 1 >= trainer.max_epochs
+    return last_step or last_epoch
+
+
+class DiscardEmptyRun(L.Callback):
+    """Removes the ``version_N`` folder of a new run that fails before its first training step (a missing dataset, a
+    bad argument caught in ``setup``): the logger creates the folder at setup, and an empty run left behind would
+    look like a run and shift the next run's number. Kept: resumed runs, runs stopped by a signal, and any folder
+    holding more than the config, the hyperparameters and TensorBoard event files (a checkpoint, metrics.json).
+    """
+
+    SCAFFOLDING = ("config.yaml", "hparams.yaml")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        logger = trainer.logger
+        if (
+            isinstance(exception, SIGTERMException)
+            or trainer.state.fn != "fit"
+            or trainer.ckpt_path is not None
+            or trainer.global_step > 0
+            or not trainer.is_global_zero
+            or not isinstance(logger, TensorBoardLogger)
+        ):
+            return
+        run_dir = Path(logger.log_dir)  # the logger's own: no broadcast on this failure path
+        if not run_dir.is_dir():
+            return
+        files = [p for p in run_dir.rglob("*") if not p.is_dir()]
+        if any(p.parent != run_dir or not (p.name in self.SCAFFOLDING or p.name.startswith("events.out.")) for p in files):
+            return
+        if logger._experiment is not None:
+            logger.experiment.close()  # finalize("failed") flushes it next; closed, it writes nothing
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class EmbeddingPlot(L.Callback):
@@ -150,10 +227,7 @@ class PreciseBatchNorm(L.Callback):
         self.batches_used = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        last_step = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
-        bounded = trainer.max_epochs is not None and trainer.max_epochs > 0  # -1: until max_steps
-        last_epoch = trainer.is_last_batch and bounded and trainer.current_epoch + 1 >= trainer.max_epochs
-        if last_step or last_epoch:
+        if is_last_training_batch(trainer):
             datamodule = trainer.datamodule
             loader = datamodule.train_dataloader() if datamodule is not None else trainer.train_dataloader
             self.batches_used = recalibrate_batchnorm(pl_module, loader, self.num_batches)

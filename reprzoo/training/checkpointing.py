@@ -14,7 +14,7 @@ import os
 import random
 import signal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import lightning as L
 import numpy as np
@@ -199,10 +199,44 @@ def newest_checkpoint(paths: Iterable[Path], resumable: bool = True) -> Path | N
     return best[2] if best else None
 
 
-def find_resume_checkpoint(run_root: str | os.PathLike) -> Path | None:
-    """The newest valid checkpoint under ``run_root`` (``runs/<method>``: every ``version_*/checkpoints/*.ckpt``),
-    by global step then modification time; corrupt or partial files are skipped. ``None`` when there is none."""
-    return newest_checkpoint(_checkpoint_files(Path(run_root), f"*/checkpoints/{CHECKPOINT_GLOB}"))
+def run_checkpoint_files(run_root: str | os.PathLike) -> dict[Path, list[Path]]:
+    """Every run folder under ``run_root`` (``runs/<method>``: ``version_*``) that holds checkpoint files, with its
+    ``checkpoints/*.ckpt`` (unchecked; the hidden temporary files of interrupted atomic writes left out)."""
+    runs: dict[Path, list[Path]] = {}
+    for path in sorted(_checkpoint_files(Path(run_root), f"*/checkpoints/{CHECKPOINT_GLOB}")):
+        runs.setdefault(path.parent.parent, []).append(path)
+    return runs
+
+
+def newest_run_checkpoint(runs: dict[Path, list[Path]]) -> Path | None:
+    """The checkpoint to resume among ``runs`` (run folder -> its checkpoint files): the newest run (by the
+    modification time of its newest valid checkpoint), and in it the valid checkpoint of the highest global step
+    (then the newest file). Truncated, corrupt, foreign and weights-only files are skipped. ``None`` when no run
+    holds a valid checkpoint."""
+    best: tuple[float, int, Path] | None = None
+    for paths in runs.values():
+        valid = [(step, path.stat().st_mtime, path) for path in paths if (step := checkpoint_step(path)) is not None]
+        if not valid:
+            continue
+        newest = max(mtime for _, mtime, _ in valid)
+        step, _, chosen = max(valid, key=lambda v: v[:2])
+        if best is None or (newest, step) > best[:2]:
+            best = (newest, step, chosen)
+    return best[2] if best else None
+
+
+def find_resume_checkpoint(run_root: str | os.PathLike, accept: Callable[[Path], bool] | None = None) -> Path | None:
+    """The checkpoint ``--resume auto`` continues under ``run_root`` (``runs/<method>``: every
+    ``version_*/checkpoints/*.ckpt``): among the run folders that ``accept`` (all when ``None``), the newest run by
+    modification time, and in it the valid checkpoint of the highest global step; corrupt or partial files are
+    skipped. ``None`` when there is none.
+
+    A run with more steps is not preferred over a newer one: an older, longer run (a finished demo, another
+    recipe) is not the run a rerun of an interrupted command should continue."""
+    runs = run_checkpoint_files(run_root)
+    if accept is not None:
+        runs = {run: paths for run, paths in runs.items() if accept(run)}
+    return newest_run_checkpoint(runs)
 
 
 class CheckpointNotFoundError(ReprzooError, FileNotFoundError):
