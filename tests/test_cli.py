@@ -234,3 +234,15 @@ def test_invalid_value_is_one_line(capsys):
     assert main(["fit", "--config", "digits/simsiam", "--trainer.max_epochs=abc"]) == 2
     stderr = capsys.readouterr().err.strip()
     assert len(stderr.splitlines()) == 1 and "trainer.max_epochs" in stderr and "'abc' given" in stderr, stderr
+
+
+@pytest.mark.parametrize("command", ["finetune", "push", "compat", "list", "methods"])
+def test_subcommand_help_has_one_usage_line(command, capsys):
+    """`reprzoo finetune --help` starts with its own usage, once, not the whole command list after `usage: usage:`."""
+    from reprzoo.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert out.startswith(f"usage: reprzoo {command}") and "usage: usage" not in out and out.count("usage:") == 1

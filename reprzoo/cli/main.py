@@ -105,8 +105,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reprzoo", usage=USAGE)
-    sub = parser.add_subparsers(dest="command", required=True)
+    # `reprzoo` alone and `reprzoo --help` print USAGE (main); a subcommand's --help starts `usage: reprzoo NAME ...`
+    parser = argparse.ArgumentParser(prog="reprzoo", usage="reprzoo <command> [options]")
+    sub = parser.add_subparsers(dest="command", required=True, prog="reprzoo")
     p = sub.add_parser("methods", help="list registered methods")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_methods)
