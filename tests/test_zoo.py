@@ -517,6 +517,7 @@ def test_cli_list_info_push(tiny_run, home, capsys):
     assert main(["list", "*tinyresnet*", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[NAME]["source"] == "local" and rows[NAME]["dim"] == 128 and "val/knn_top1" in rows[NAME]["metrics"]
+    assert rows[NAME]["knn_k"] == 200 and rows["simsiam-tinyresnet-digits"]["knn_k"] == 20  # kNN values name their k
     assert main(["info", NAME, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert [f["file"] for f in info["files"]] == ["config.json", "model.safetensors", "README.md"]

@@ -112,6 +112,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 dim=config["architecture"]["embedding_dim"],
                 dataset=config["training"]["data"]["class_path"].rsplit(".", 1)[-1],
                 metrics={k: config["metrics"][k] for k in SUMMARY_METRICS if k in config.get("metrics", {})},
+                knn_k=(config["method"].get("init_args") or {}).get("knn_k", 200),  # kNN values differ with k
             )
         rows.append(row)
     if args.json:
@@ -126,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = Table(title=f"reprzoo models ({len(rows)})")
     table.add_column("name", no_wrap=True)
     for col in ("method", "dim", "dataset", "kNN top-1", "source"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "kNN top-1")  # the value names its k: values at different k differ
     for r in rows:
         knn = r.get("metrics", {}).get("val/knn_top1")
         table.add_row(
@@ -134,7 +135,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             r.get("method", "-"),
             str(r.get("dim", "-")),
             r.get("dataset", "-"),
-            f"{knn:.3f}" if knn is not None else "-",
+            f"{knn:.3f} k={r.get('knn_k')}" if knn is not None else "-",
             r["source"],
         )
     Console().print(table)
