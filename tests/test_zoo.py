@@ -228,7 +228,17 @@ def test_unknown_name_suggests_near_matches(tiny_run, home):
 
 
 @pytest.mark.parametrize(
-    "bad", ["../simsiam-tinyresnet-digits", "/etc/passwd", "a/b-c-d", "simsiam-tinyresnet-digits/..", "..", "UPPER-case-name"]
+    "bad",
+    [
+        "../simsiam-tinyresnet-digits",
+        "/etc/passwd",
+        "a/b-c-d",
+        "simsiam-tinyresnet-digits/..",
+        "..",
+        "UPPER-case-name",
+        "simsiam-tinyresnet-digits.test\n",  # a trailing newline
+        "simsiam-tinyresnet-" + "d" * 300,  # longer than a file name may be
+    ],
 )
 def test_path_tricks_in_names_are_refused(tiny_run, home, bad):
     import reprzoo
@@ -241,7 +251,7 @@ def test_path_tricks_in_names_are_refused(tiny_run, home, bad):
     assert not (home / "hub").exists() or not any(p for p in (home / "hub").iterdir() if not p.name.startswith("."))
 
 
-@pytest.mark.parametrize("bad", ["../../etc", "main/../x", "/abs"])
+@pytest.mark.parametrize("bad", ["../../etc", "main/../x", "/abs", "main\n"])
 def test_path_tricks_in_revisions_are_refused(tiny_run, home, bad):
     import reprzoo
     from reprzoo.zoo.names import InvalidNameError

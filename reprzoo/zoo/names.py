@@ -12,6 +12,7 @@ from pathlib import Path
 
 from reprzoo.errors import ReprzooError
 
+MAX_NAME_LENGTH = 100  # a name is a folder name: far below any file system's limit
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*(?:-[a-z0-9][a-z0-9_]*){2,}(?:\.[a-z0-9][a-z0-9_-]*)?$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
@@ -31,20 +32,22 @@ def check_name(name: str) -> str:
             f"invalid model name {name!r}: names cannot contain paths ('/', '..', absolute paths); "
             f"use local:PATH for a directory or hf://org/repo for the Hugging Face Hub. Names are {NAME_FORMAT}"
         )
-    if not NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(f"invalid model name {name[:40]!r}... ({len(name)} characters): at most {MAX_NAME_LENGTH}")
+    if not NAME_RE.fullmatch(name):  # fullmatch: `$` alone would accept a trailing newline
         raise InvalidNameError(f"invalid model name {name!r}: expected {NAME_FORMAT}")
     return name
 
 
 def check_revision(revision: str) -> str:
     """Return ``revision`` if it is a plain revision id or branch name (no path separators, no '..')."""
-    if not isinstance(revision, str) or ".." in revision or not REVISION_RE.match(revision):
+    if not isinstance(revision, str) or ".." in revision or not REVISION_RE.fullmatch(revision):
         raise InvalidNameError(f"invalid revision {revision!r}: expected a revision id or 'main' (no '/', '..')")
     return revision
 
 
 def check_hf_repo(repo_id: str) -> str:
-    if ".." in repo_id or not HF_REPO_RE.match(repo_id):
+    if ".." in repo_id or not HF_REPO_RE.fullmatch(repo_id):
         raise InvalidNameError(f"invalid Hugging Face repository {repo_id!r}: expected hf://org/repo[@revision]")
     return repo_id
 
@@ -87,7 +90,7 @@ def parse_source(spec: str, revision: str | None = None) -> Source:
         if not path:
             raise InvalidNameError("local: needs a path, e.g. local:./my-model")
         return Source("local", str(Path(path).expanduser()), revision)
-    if Path(spec).expanduser().is_dir() and (Path(spec).expanduser() / "config.json").is_file():
+    if _is_model_folder(spec):
         return Source("local", str(Path(spec).expanduser()), revision)
     name, _, rev = spec.partition("@")
     return Source("name", check_name(name), _merge_revision(spec, rev or None, revision))
@@ -98,3 +101,12 @@ def _merge_revision(spec: str, from_spec: str | None, from_kwarg: str | None) ->
         raise InvalidNameError(f"{spec!r} pins revision {from_spec!r} but revision={from_kwarg!r} was also given")
     rev = from_spec or from_kwarg
     return check_revision(rev) if rev else None
+
+
+def _is_model_folder(spec: str) -> bool:
+    """Whether ``spec`` is a directory holding a config.json (a name too long for a path is not one)."""
+    try:
+        path = Path(spec).expanduser()
+        return path.is_dir() and (path / "config.json").is_file()
+    except (OSError, ValueError):  # ENAMETOOLONG, embedded NUL: not a folder; the name check says what is wrong
+        return False
