@@ -601,3 +601,17 @@ def test_cli_embed_rejects_unknown_datamodule_options(tiny_run, home, capsys):
     capsys.readouterr()
     assert main(["embed", NAME, "--data", "Digits", "--out", "x.npy", "--data.batch_sise=8"]) == 2
     assert "Did you mean: batch_size" in capsys.readouterr().err
+
+
+def test_cli_list_names_a_broken_entry_and_lists_the_others(tiny_run, home, capsys):
+    """One model with a broken config.json does not take `reprzoo list` down: the others are listed, it is named."""
+    import reprzoo
+    from reprzoo.cli.main import main
+
+    reprzoo.zoo.push(tiny_run, NAME)
+    _edit_config(home, lambda c: c.pop("method"))
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    captured = capsys.readouterr()
+    assert "simsiam-tinyresnet-digits " in captured.out and NAME not in captured.out
+    assert f"{NAME} is broken" in captured.err and "method" in captured.err

@@ -103,17 +103,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         entry = known[name]
         row: dict[str, Any] = {"name": name, "source": entry.source}
         if entry.hub is not None:
-            folder = entry.hub.find_revision(name)
-            config = read_config(folder)
-            row.update(
-                revision=folder.name,
-                method=config["method"]["name"],
-                backbone=config["architecture"]["backbone"],
-                dim=config["architecture"]["embedding_dim"],
-                dataset=config["training"]["data"]["class_path"].rsplit(".", 1)[-1],
-                metrics={k: config["metrics"][k] for k in SUMMARY_METRICS if k in config.get("metrics", {})},
-                knn_k=(config["method"].get("init_args") or {}).get("knn_k", 200),  # kNN values differ with k
-            )
+            try:
+                folder = entry.hub.find_revision(name)
+                config = read_config(folder)
+                row.update(
+                    revision=folder.name,
+                    method=config["method"]["name"],
+                    backbone=config["architecture"]["backbone"],
+                    dim=config["architecture"]["embedding_dim"],
+                    dataset=config["training"]["data"]["class_path"].rsplit(".", 1)[-1],
+                    metrics={k: config["metrics"][k] for k in SUMMARY_METRICS if k in config.get("metrics", {})},
+                    knn_k=(config["method"].get("init_args") or {}).get("knn_k", 200),  # kNN values differ with k
+                )
+            except (ReprzooError, KeyError, TypeError, AttributeError) as err:  # one broken entry: list the others
+                problem = str(err) if isinstance(err, ReprzooError) else f"config.json lacks or mistypes {err}"
+                print(f"reprzoo: {name} is broken and left out of the table: {problem}", file=sys.stderr)
+                row["error"] = problem
         rows.append(row)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -129,6 +134,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for col in ("method", "dim", "dataset", "kNN top-1", "source"):
         table.add_column(col, no_wrap=col == "kNN top-1")  # the value names its k: values at different k differ
     for r in rows:
+        if "error" in r:
+            continue
         knn = r.get("metrics", {}).get("val/knn_top1")
         table.add_row(
             r["name"],
