@@ -18,11 +18,13 @@ relevance, held-out edges, next-item targets) are reserved in :data:`PLANNED_PRO
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 
+from reprzoo.errors import ReprzooError
 from reprzoo.metrics.clustering import clustering_accuracy, normalized_mutual_info_score
 from reprzoo.metrics.collapse import EffectiveRank, EmbeddingStd
 from reprzoo.metrics.compatibility import CrossModelRetrieval, log_compatibility_matrix
@@ -58,13 +60,18 @@ class EvaluationBatch:
     raw: Any = None
 
 
-class EvaluationProtocol:
+class EvaluationProtocol(abc.ABC):
     """How the evaluation loaders of a datamodule are read: which loader is which and what a batch holds."""
 
     name: str = ""
 
+    @abc.abstractmethod
     def read(self, batch: Any, dataloader_idx: int, num_loaders: int) -> EvaluationBatch:
-        raise NotImplementedError
+        """The :class:`EvaluationBatch` of a raw batch from loader ``dataloader_idx`` of ``num_loaders``."""
+
+
+class PlannedProtocolError(ReprzooError, NotImplementedError):
+    """A datamodule declared an evaluation protocol that a wing to come will build (one clear line, not a stub)."""
 
 
 class LabelledBankAndQueries(EvaluationProtocol):
@@ -101,7 +108,7 @@ def resolve_protocol(spec: str | EvaluationProtocol | None) -> EvaluationProtoco
     if spec in PROTOCOLS:
         return PROTOCOLS[spec]()
     if spec in PLANNED_PROTOCOLS:
-        raise NotImplementedError(f"evaluation protocol {spec!r} ({PLANNED_PROTOCOLS[spec]}) is planned, not implemented yet")
+        raise PlannedProtocolError(f"evaluation protocol {spec!r} ({PLANNED_PROTOCOLS[spec]}) is planned, not implemented yet")
     raise ValueError(f"unknown evaluation protocol {spec!r}; known: {sorted(PROTOCOLS)}")
 
 
@@ -121,7 +128,7 @@ class EvaluatorLike(Protocol):
     def reset(self) -> None: ...
 
 
-class Evaluator:
+class Evaluator(abc.ABC):
     """Base of evaluators.
 
     ``update`` gets each batch's features (``module.embed`` of the inputs, computed once for all evaluators), its
@@ -138,11 +145,13 @@ class Evaluator:
         """The torchmetrics metrics this evaluator wraps (``None`` entries are skipped)."""
         return ()
 
+    @abc.abstractmethod
     def update(self, features: torch.Tensor, labels: torch.Tensor, *, bank: bool, module: Any, batch: EvaluationBatch) -> None:
-        raise NotImplementedError
+        """Add one batch's features (bank or queries) to the wrapped metrics."""
 
+    @abc.abstractmethod
     def compute_and_log(self, log_fn: LogFn, stage: str, module: Any) -> None:
-        raise NotImplementedError
+        """Log the epoch's values under ``{stage}/`` (nothing when nothing was seen)."""
 
     def reset(self) -> None:
         for metric in self.metrics():
