@@ -19,7 +19,6 @@ from torch import nn
 
 from reprzoo.backbones import build_backbone
 from reprzoo.components.ema import cosine_tau, ema_update
-from reprzoo.components.representation import Represent  # noqa: F401  (re-exported for methods)
 from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
 from reprzoo.metrics.evaluators import (
     CollapseEvaluator,
@@ -120,6 +119,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         self.feature_std = EmbeddingStd()
         self.feature_rank = EffectiveRank()
         self.channels_last_active = bool(channels_last)
+        self._ema_step: int | None = None  # the optimiser step of the last EMA update
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
 
@@ -214,16 +214,16 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        self.__dict__["_ema_step"] = self.trainer.global_step  # resumed runs: the step the weights were saved at
+        self._ema_step = self.trainer.global_step  # resumed runs: the step the weights were saved at
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         pairs = self.momentum_pairs
         if not pairs:
             return
         step = self.trainer.global_step  # optimiser steps so far: one per group of accumulated batches
-        if step == self.__dict__.get("_ema_step"):
+        if step == self._ema_step:
             return  # a micro-batch of gradient accumulation: no optimiser step, so no EMA update either
-        self.__dict__["_ema_step"] = step
+        self._ema_step = step
         tau = cosine_tau(step, self.trainer.estimated_stepping_batches, self.tau_base, self.tau_final)
         for online, target in pairs:
             ema_update(target, online, tau)
