@@ -16,8 +16,33 @@ START, END = "<!-- learning-table:start -->", "<!-- learning-table:end -->"
 BAR = 0.03  # the learning test's margin over random init (tests/test_methods.py)
 
 
-def table(folder: Path) -> str:
+TEXT_START, TEXT_END = "<!-- text-learning-table:start -->", "<!-- text-learning-table:end -->"
+
+
+def _rows(folder: Path, knn: bool) -> list[dict]:
     rows = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda r: r["method"].lower())
+    return [r for r in rows if (r.get("metric", "val/knn_top1") == "val/knn_top1") == knn]
+
+
+def text_table(folder: Path) -> str:
+    """The text methods' rows: each against random init on its datamodule's metric (word similarity, document
+    similarity or retrieval), with the data options of the learning test."""
+    lines = [
+        "| method | paper | recipe | data | epochs | metric | random init | trained | clears | train s |",
+        "|---|---|---|---|---:|---|---:|---:|:---:|---:|",
+    ]
+    for r in _rows(folder, knn=False):
+        options = ", ".join(f"{k}={v}" for k, v in (r.get("data_options") or {}).items())
+        learns = f"+{r['bar']:.2f} yes" if r["trained"] > r["random_init"] + r["bar"] else f"+{r['bar']:.2f} **no**"
+        lines.append(
+            f"| {r['method']} | {r['title']} | `{r['recipe']}` | {r['dataset']} ({options}) | {r['epochs']} | "
+            f"`{r['metric']}` | {r['random_init']:.3f} | {r['trained']:.3f} | {learns} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def table(folder: Path) -> str:
+    rows = _rows(folder, knn=True)
     lines = [
         "| method | paper | recipe | data | epochs | kNN top-1 random init | kNN top-1 trained | clears +0.03 | train s |",
         "|---|---|---|---|---:|---:|---:|:---:|---:|",
@@ -37,6 +62,9 @@ def main(folder: str, readme: str = "README.md") -> None:
     if START not in text or END not in text:
         raise SystemExit(f"{readme} has no {START} ... {END} section")
     new = re.sub(re.escape(START) + ".*?" + re.escape(END), f"{START}\n{table(Path(folder))}\n{END}", text, flags=re.S)
+    if TEXT_START in new and TEXT_END in new:
+        body = text_table(Path(folder))
+        new = re.sub(re.escape(TEXT_START) + ".*?" + re.escape(TEXT_END), f"{TEXT_START}\n{body}\n{TEXT_END}", new, flags=re.S)
     path.write_text(new)
     print(table(Path(folder)))
 

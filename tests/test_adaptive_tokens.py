@@ -3,6 +3,7 @@ halting rules, the decoder's attention bias, and method-specific behaviour."""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -11,6 +12,8 @@ import torch
 from reprzoo.lightning_modules import ALIT, KARL, Nugget
 from reprzoo.lightning_modules.nested.adaptive_tokens import NuggetSelector, PixelDecoder, masked_mean
 from reprzoo.losses.adaptive_tokens import (
+    ALIT_VAE_HALTING_THRESHOLD,
+    ALIT_VQGAN_HALTING_THRESHOLD,
     Nuggets,
     alit_rollout_weights,
     budget_reconstruction_loss,
@@ -22,6 +25,7 @@ from reprzoo.losses.adaptive_tokens import (
     patchify,
     per_sample_l1,
     reconstructed_tokens,
+    sampled_halting,
     select_nuggets,
 )
 
@@ -78,6 +82,29 @@ def test_reconstructed_tokens_thresholds_the_mean_absolute_error():
     # errors 0.05, 0.15, 0.105
     assert reconstructed_tokens(reconstruction, target, 0.1).tolist() == [[True, False, False]]
     assert reconstructed_tokens(reconstruction, target, 0.11).tolist() == [[True, False, True]]
+
+
+def test_alit_halting_defaults_are_the_released_codes():
+    """adaptive_tokenizers/configs: 0.025 on the continuous (VAE) code error, 0.55 on the VQGAN code probability;
+    ALIT (continuous tokens) defaults to the continuous variant's threshold."""
+    assert (ALIT_VAE_HALTING_THRESHOLD, ALIT_VQGAN_HALTING_THRESHOLD) == (0.025, 0.55)
+    assert inspect.signature(ALIT).parameters["halting_threshold"].default == ALIT_VAE_HALTING_THRESHOLD
+    assert inspect.signature(reconstructed_tokens).parameters["threshold"].default == ALIT_VAE_HALTING_THRESHOLD
+    assert inspect.signature(sampled_halting).parameters["threshold"].default == ALIT_VQGAN_HALTING_THRESHOLD
+
+
+def test_sampled_halting_is_bernoulli_on_the_gt_probability_above_the_threshold():
+    """The released VQGAN rule: drop = bernoulli(p); drop[p < 0.55] = 0."""
+    p = torch.tensor([0.0, 0.3, 0.549, 0.55, 0.8, 1.0]).repeat(20000, 1)
+    gen = torch.Generator().manual_seed(0)
+    rate = sampled_halting(p, generator=gen).float().mean(0)
+    assert rate[:3].tolist() == [0.0, 0.0, 0.0]  # below the threshold: never, however likely the code
+    assert rate[5].item() == 1.0
+    assert rate[3].item() == pytest.approx(0.55, abs=0.015) and rate[4].item() == pytest.approx(0.8, abs=0.015)
+    same = sampled_halting(p, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same, sampled_halting(p, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="gt_probability"):
+        sampled_halting(torch.tensor([1.5]))
 
 
 def test_discretize_loss_takes_the_smallest_bin_at_or_above():

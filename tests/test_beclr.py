@@ -14,15 +14,16 @@ from reprzoo.datamodules import Digits
 from reprzoo.lightning_modules import BECLR
 from reprzoo.lightning_modules.vision_ssl.beclr import DynamicClusteredMemory, mask_patches
 from reprzoo.losses import alignment_loss, balanced_assignments, beclr_loss, opta, uniformity_loss
+from reprzoo.losses.beclr import enhance_batch
 
 
 def cos(a, b):
-    return float(F.cosine_similarity(a, b, dim=0))
+    return float(F.cosine_similarity(a, b, dim=0).detach())
 
 
 def test_alignment_and_uniformity_match_loops():
-    p, t = torch.randn(4, 6), torch.randn(4, 3, 6)
-    expected = -sum(cos(p[i], t[i, j]) for i in range(4) for j in range(3)) / 12
+    p, t = torch.randn(4, 6), torch.randn(4, 6)
+    expected = -sum(cos(p[i], t[i]) for i in range(4)) / 4
     assert alignment_loss(p, t).item() == pytest.approx(expected, rel=1e-5)
     z1, z2, tau = torch.randn(5, 6), torch.randn(5, 6), 2.0
     z = torch.cat([z1, z2])
@@ -30,17 +31,45 @@ def test_alignment_and_uniformity_match_loops():
     assert uniformity_loss(z1, z2, tau).item() == pytest.approx(math.log(sum(terms) / len(terms)), rel=1e-5)
 
 
-def test_beclr_loss_adds_memory_neighbours_as_positives():
-    p1, p2, t1, t2, z1, z2 = (torch.randn(4, 6) for _ in range(6))
-    n1, n2 = torch.randn(4, 2, 6), torch.randn(4, 2, 6)
-    pos1 = -sum(cos(p1[i], t2[i]) + cos(p1[i], n2[i, 0]) + cos(p1[i], n2[i, 1]) for i in range(4)) / 12
-    pos2 = -sum(cos(p2[i], t1[i]) + cos(p2[i], n1[i, 0]) + cos(p2[i], n1[i, 1]) for i in range(4)) / 12
-    expected = (pos1 + pos2) / 2 + 0.1 * uniformity_loss(z1, z2, 2.0).item()
-    assert beclr_loss(p1, p2, t1, t2, z1, z2, n1, n2).item() == pytest.approx(expected, rel=1e-5)
-    plain = (alignment_loss(p1, t2[:, None]) + alignment_loss(p2, t1[:, None])) / 2 + 0.1 * uniformity_loss(z1, z2)
+def test_beclr_loss_on_enhanced_batches_follows_the_authors_rows():
+    """The authors' enhancement (DyCE.get_top_kNN + BECLRLoss): each tensor gets its own memory's neighbours
+    appended as detached rows, rows pair by index, so neighbour rows carry no gradient and a true pair keeps
+    1 / (n (1 + k)) of the alignment."""
+    n, k, d = 4, 2, 6
+    p1, p2, z1, z2 = (torch.randn(n, d, requires_grad=True) for _ in range(4))
+    t1, t2 = torch.randn(n, d), torch.randn(n, d)
+    nb = {name: torch.randn(n, k, d, requires_grad=True) for name in ("p1", "p2", "t1", "t2", "z1", "z2")}
+    enhanced = {name: enhance_batch(x, nb[name]) for name, x in zip(nb, (p1, p2, t1, t2, z1, z2))}
+    assert enhanced["p1"].shape == (n * (1 + k), d)
+    assert torch.equal(enhanced["p1"][n + 1], nb["p1"][0, 1].detach())  # sample-major: sample 0's k rows first
+    loss = beclr_loss(*enhanced.values())
+
+    def rows(x, name):  # the authors' order: the batch, then for each sample its k neighbours
+        return [x[i] for i in range(n)] + [nb[name][i, j] for i in range(n) for j in range(k)]
+
+    m = n * (1 + k)
+    pos1 = -sum(cos(a, b) for a, b in zip(rows(p1, "p1"), rows(t2, "t2"))) / m
+    pos2 = -sum(cos(a, b) for a, b in zip(rows(p2, "p2"), rows(t1, "t1"))) / m
+    z = torch.stack(rows(z1, "z1") + rows(z2, "z2")).detach()
+    terms = [math.exp(cos(z[i], z[j]) / 2.0) for i in range(2 * m) for j in range(2 * m) if j not in (i, (i + m) % (2 * m))]
+    expected = (pos1 + pos2) / 2 + 0.1 * math.log(sum(terms) / len(terms))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+    loss.backward()
+    assert all(x.grad is None for x in nb.values())  # no gradient flows into the neighbour rows
+    # the predictions' gradient is the true pair's alignment alone, weighted 1 / (2 n (1 + k))
+    p1_ref = p1.detach().clone().requires_grad_(True)
+    (-F.cosine_similarity(p1_ref, t2, dim=1).sum() / (2 * m)).backward()
+    assert torch.allclose(p1.grad, p1_ref.grad, atol=1e-6)
+    assert z1.grad is not None and z1.grad.abs().sum() > 0  # the neighbour rows act as negatives of the batch rows
+
+    plain = (alignment_loss(p1, t2) + alignment_loss(p2, t1)) / 2 + 0.1 * uniformity_loss(z1, z2)
     assert beclr_loss(p1, p2, t1, t2, z1, z2).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert enhance_batch(p1, None) is p1
     with pytest.raises(ValueError, match="targets must be"):
-        alignment_loss(p1, t1)
+        alignment_loss(p1, t1[:, None])
+    with pytest.raises(ValueError, match="neighbours must be"):
+        enhance_batch(p1, nb["p1"][:2])
     with pytest.raises(ValueError, match="temperature"):
         uniformity_loss(z1, z2, 0.0)
 
@@ -118,13 +147,19 @@ def test_beclr_enhances_after_memory_start_and_logs_fewshot_with_opta(tiny_train
         fewshot_episodes=20,
     )
     data = Digits(image_size=16, batch_size=16, augmentation_kwargs={"blur_prob": 0.0})
-    calls = []
-    neighbours = model.memory.neighbours
-    model.memory.neighbours = lambda q: calls.append(model.current_epoch) or neighbours(q)
+    calls = {}
+    for name in ("memory", "prediction_memory", "projection_memory"):
+        memory = getattr(model, name)
+        memory.neighbours = lambda q, memory=memory, name=name: (
+            calls.setdefault(name, []).append((model.current_epoch, q.requires_grad)) or type(memory).neighbours(memory, q)
+        )
     trainer = L.Trainer(**{**tiny_trainer_kwargs, "max_epochs": 2, "limit_train_batches": 3, "limit_val_batches": 4})
     trainer.fit(model, datamodule=data)
-    assert calls and set(calls) == {1}  # the batch enhancement runs from memory_start_epoch, once the memory is full
-    assert model.memory.ready  # 2 epochs x 3 steps x 32 teacher embeddings fill 64 entries
+    # the batch enhancement runs from memory_start_epoch, once the memories are full, on all three tensors, and
+    # queries each memory without gradient
+    assert set(calls) == {"memory", "prediction_memory", "projection_memory"}
+    assert all(set(c) == {(1, False)} for c in calls.values()), calls
+    assert all(m.ready for m in (model.memory, model.prediction_memory, model.projection_memory))  # 2 x 3 x 32 >= 64
     metrics = trainer.callback_metrics
     for key in ("val/fewshot_5way_1shot", "val/fewshot_5way_1shot_opta", "val/fewshot_5way_1shot_ci95"):
         assert 0.0 <= metrics[key] <= 1.0

@@ -151,3 +151,16 @@ def test_bench_knn_rejects_k_above_bank():
     bench = _load_script("bench_knn")
     with pytest.raises(SystemExit):
         bench.parse_args(["--quick", "--bank", "100", "--k", "200"])
+
+
+def test_bench_word2vec_quick(tmp_path):
+    """The gensim comparison runs and reports both libraries on the same corpus and vocabulary (no timing asserted)."""
+    pytest.importorskip("gensim")
+    bench = _load_script("bench_word2vec")
+    out = tmp_path / "bench.json"
+    results = bench.main(["--quick", "--models", "sgns", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    rows = {r["library"]: r for r in results["rows"]}
+    assert set(rows) == {"gensim", "reprzoo"} and rows["gensim"]["vocab"] == rows["reprzoo"]["vocab"]
+    for row in rows.values():
+        assert row["words_per_s"] > 0 and math.isfinite(row["wordsim353_spearman"])

@@ -28,7 +28,7 @@ def test_methods_json_lists_titles(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["SimSiam"]["title"] == "Exploring Simple Siamese Representation Learning"
     assert rows["DirectPred"]["title"] == "Understanding self-supervised Learning Dynamics without Contrastive Pairs"
-    assert all(r["has_recipe"] and r["modality"] in ("image", "sequence") and r["wing"] for r in rows.values())
+    assert all(r["has_recipe"] and r["modality"] in ("image", "sequence", "text") and r["wing"] for r in rows.values())
 
 
 @pytest.mark.parametrize("recipe", sorted(list_recipes()))

@@ -60,30 +60,52 @@ def test_pod_flat_and_weight():
         pod_weight(1.0, 5, 10)
 
 
-def test_local_similarity_matches_loops():
+def test_local_similarity_matches_the_authors_loops():
+    """The authors' LSC: -||x/|x| - w/|w|||^2 per proxy (neg_stable_cosine_distance), softmax-merged per class."""
     x, proxies = torch.randn(3, 5), torch.randn(4, 2, 5)
     out = local_similarity(x, proxies)
     for i in range(3):
+        xi = [float(v) for v in x[i] / x[i].norm()]
         for c in range(4):
-            s = [float(F.cosine_similarity(x[i], proxies[c, k], dim=0)) for k in range(2)]
+            s = []
+            for k in range(2):
+                w = [float(v) for v in proxies[c, k] / proxies[c, k].norm()]
+                s.append(-sum((a - b) ** 2 for a, b in zip(xi, w)))
             z = sum(math.exp(v) for v in s)
             assert out[i, c].item() == pytest.approx(sum(math.exp(v) / z * v for v in s), abs=1e-5)
+    assert bool((out <= 0).all()) and bool((out >= -4).all())
     with pytest.raises(ValueError, match="proxies"):
         local_similarity(x, proxies[0])
 
 
-def test_nca_loss_matches_formula():
-    sims, labels, margin, eta = torch.rand(5, 4) * 2 - 1, torch.tensor([0, 3, 1, 1, 2]), 0.6, 2.0
-    expected = 0.0
-    for i in range(5):
+def authors_nca(sims, labels, margin, scale):
+    """A loop-by-loop copy of the authors' ``nca`` (exclude_pos_denominator=True, hinge_proxynca=False)."""
+    total = 0.0
+    for i in range(sims.shape[0]):
         y = int(labels[i])
-        num = math.exp(eta * (float(sims[i, y]) - margin))
-        den = sum(math.exp(eta * float(sims[i, c])) for c in range(4) if c != y)
-        expected += max(0.0, -math.log(num / den))
-    assert nca_loss(sims, labels, margin, eta).item() == pytest.approx(expected / 5, abs=1e-5)
-    # a confident sample is hinged to zero
-    confident = torch.tensor([[1.0, -1.0, -1.0]])
-    assert nca_loss(confident, torch.tensor([0]), margin=0.1, scale=5.0).item() == 0.0
+        shifted = [scale * (float(v) - margin) for v in sims[i]]  # margin subtracted from every class
+        top = max(shifted)
+        shifted = [v - top for v in shifted]
+        numerator = shifted[y]
+        denominator = sum(math.exp(0.0 if c == y else v) for c, v in enumerate(shifted))  # true slot: exp(0)
+        total += -(numerator - math.log(denominator))
+    return total / sims.shape[0]
+
+
+def test_nca_loss_matches_the_authors_code():
+    sims, labels, margin, eta = torch.rand(5, 4) * 4 - 4, torch.tensor([0, 3, 1, 1, 2]), 0.6, 2.0
+    assert nca_loss(sims, labels, margin, eta).item() == pytest.approx(authors_nca(sims, labels, margin, eta), abs=1e-5)
+    # in the authors' code the margin cancels, and the loss of a confident sample stays above zero (no hinge)
+    assert nca_loss(sims, labels, 0.0, eta).item() == pytest.approx(nca_loss(sims, labels, margin, eta).item(), abs=1e-6)
+    confident = torch.tensor([[0.0, -0.5, -1.0]])  # the true class on top: log(1 + e^-2.5 + e^-5) at eta = 5
+    assert nca_loss(confident, torch.tensor([0]), scale=5.0).item() == pytest.approx(
+        authors_nca(confident, [0], 0.6, 5.0), abs=1e-6
+    )
+    assert nca_loss(confident, torch.tensor([0]), scale=5.0).item() > 0
+    # the learned scale receives a gradient
+    scale = torch.tensor(1.0, requires_grad=True)
+    nca_loss(sims, labels, margin, scale).backward()
+    assert scale.grad is not None and scale.grad.abs() > 0
     with pytest.raises(ValueError, match="labels must lie"):
         nca_loss(sims, torch.tensor([0, 4, 1, 1, 2]))
 

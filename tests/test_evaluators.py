@@ -142,7 +142,7 @@ def test_protocols():
     assert not single.bank and not single.with_bank and single.inputs is x
     assert SyntheticImages.evaluation_protocol == LABELLED_BANK_AND_QUERIES
     with pytest.raises(NotImplementedError, match="planned"):
-        resolve_protocol("query_document_relevance")
+        resolve_protocol("held_out_edges")
     with pytest.raises(ValueError, match="unknown evaluation protocol"):
         resolve_protocol("bogus")
 

@@ -1,11 +1,20 @@
-"""The README's Python snippets run as written: every name they use is defined or imported in them, embeddings after
-training are taken in evaluation mode without gradients, and the snippets that need no trained run do run."""
+"""The README is a contract (issue 20). Its Python snippets define every name they use and embed in evaluation mode
+without gradients; every Python block and every command of its bash blocks runs, in order, as a smoke run
+(``REPRZOO_SMOKE=1``); its tables state their protocol and the command that regenerates them; it states no counts
+that drift; and the command-line behaviour it promises (one line per method in ``reprzoo methods``, a warning for
+several CPU devices, the Python API writing under ``runs/``) holds."""
 
 from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
+import io
 import re
+import shlex
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,9 +91,11 @@ def test_zoo_snippet_runs():
     assert type(namespace["method"]).__name__ == "SimSiam"
 
 
-def test_python_api_snippet_runs(monkeypatch):
+def test_python_api_snippet_runs(monkeypatch, tmp_path):
     """The training snippet, with a tiny trainer instead of 20 epochs."""
     import lightning
+
+    monkeypatch.chdir(tmp_path)
 
     real_trainer = lightning.Trainer
 
@@ -100,3 +111,284 @@ def test_python_api_snippet_runs(monkeypatch):
     assert not model.training and not features.requires_grad
     model.train()
     assert not torch.equal(model.embed(images), features), "in training mode BatchNorm uses batch statistics"
+
+
+# ------------------------------------------------------------------------------- every block of the README, in order
+#: What a ``# needs: X`` comment at the end of a command may name: the README test skips exactly these commands.
+NEEDS = {"gpu": "a GPU", "network": "the network (and a Hugging Face token)", "nodes": "several machines"}
+NEEDS_MARK = re.compile(r"#[^#]*\bneeds:\s*([a-z][a-z, ]*?)\s*$")
+PAPER_RECIPE = re.compile(r"^(cifar10|cifar100|stl10)/(\w+)$")
+#: Lightning's own environment defaults for a Trainer built in Python (the Python API block): 2 steps, 1 val batch.
+PYTHON_SMOKE_ENV = {"PL_TRAINER_MAX_STEPS": "2", "PL_TRAINER_LIMIT_VAL_BATCHES": "1"}
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """``(kind, code)`` of every ```python and ```bash block, in README order."""
+    text = README.read_text(encoding="utf-8")
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"```(python|bash)[^\n]*\n(.*?)```", text, re.S)]
+
+
+def shell_commands(block: str) -> list[str]:
+    """The commands of a bash block: continuation lines joined, blank and comment-only lines left out."""
+    commands, current = [], ""
+    for line in block.splitlines():
+        current += line.rstrip()
+        if current.endswith("\\"):
+            current = current[:-1] + " "
+            continue
+        if current.strip() and not current.strip().startswith("#"):
+            commands.append(current.strip())
+        current = ""
+    return commands
+
+
+def needs(command: str) -> set[str]:
+    match = NEEDS_MARK.search(command)
+    return {n.strip() for n in match.group(1).split(",") if n.strip()} if match else set()
+
+
+def readme_plan() -> list[tuple[str, str, str | None]]:
+    """``(kind, code, why skipped or None)`` for every block (python) and command (bash) of the README, in order.
+
+    The documented replacements (README, set-up): ``make demo`` runs as ``reprzoo demo``; ``make learning-table`` as
+    its last step on a copy of the README (``learning-table``); ``make test`` is not run again (this test is part
+    of it); a ``reprzoo fit`` of a paper recipe (``cifar10/NAME``) runs on ``digits/NAME`` without ``--data.root``;
+    a command marked ``# needs: gpu|network|nodes`` is skipped."""
+    plan: list[tuple[str, str, str | None]] = []
+    for kind, code in readme_blocks():
+        if kind == "python":
+            plan.append(("python", code, None))
+            continue
+        for command in shell_commands(code):
+            wanted = needs(command)
+            unknown = wanted - NEEDS.keys()
+            assert not unknown, f"README: unknown '# needs: {', '.join(unknown)}' (known: {', '.join(NEEDS)}): {command}"
+            words = shlex.split(command, comments=True)
+            if wanted:
+                plan.append(("bash", command, f"needs {', '.join(NEEDS[n] for n in sorted(wanted))}"))
+            elif words[:2] == ["make", "test"]:
+                plan.append(("bash", command, "make test: this test is part of it"))
+            elif words[:1] == ["pip"] or words[:2] == ["python", "-m"] and words[2:3] == ["pip"]:
+                plan.append(("bash", command, "an install: the test runs in the installed environment"))
+            elif words[:2] == ["make", "demo"]:
+                plan.append(("reprzoo", shlex.join(["reprzoo", "demo", *words[2:]]), None))
+            elif words[:2] == ["make", "learning-table"]:
+                plan.append(("learning-table", command, None))
+            elif words[:1] == ["reprzoo"]:
+                plan.append(("reprzoo", shlex.join(digits_instead_of_paper_recipe(words)), None))
+            else:
+                plan.append(("bash", command, None))
+    return plan
+
+
+def digits_instead_of_paper_recipe(words: list[str]) -> list[str]:
+    """``reprzoo fit --config cifar10/NAME ...`` -> ``... --config digits/NAME`` without ``--data.root DIR``."""
+    if words[1:2] != ["fit"] or "--print_config" in words:
+        return words
+    out, skip = [], False
+    for i, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word == "--data.root":
+            skip = True
+            continue
+        if word.startswith("--data.root="):
+            continue
+        match = PAPER_RECIPE.match(word) if i and words[i - 1] == "--config" else None
+        out.append(f"digits/{match.group(2)}" if match else word)
+    return out
+
+
+def run_reprzoo(words: list[str]) -> tuple[int, str]:
+    """``reprzoo ARGS [> FILE]`` through the console script's entry point (``reprzoo.cli.main:main``) in this
+    process: an interpreter and Lightning start once for all the commands, not once per command."""
+    from reprzoo.cli.main import main
+
+    args, target = words[1:], None
+    if ">" in args:
+        index = args.index(">")
+        args, target = args[:index], args[index + 1]
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = main(args)
+    except SystemExit as exit_:  # --print_config and --help exit
+        code = exit_.code
+    if target is not None:
+        Path(target).write_text(out.getvalue())
+    return int(code or 0), out.getvalue()
+
+
+@pytest.mark.slow
+def test_every_readme_block_and_command_runs(tmp_path, monkeypatch):
+    """The README is a contract: every Python block and every command of its bash blocks runs, in README order
+    (later ones use what earlier ones trained and pushed), in an empty directory with its own REPRZOO_HOME, with
+    REPRZOO_SMOKE=1 (and Lightning's PL_TRAINER_* defaults for the Trainer built in Python) instead of the full
+    budgets. Only the commands marked ``# needs: gpu|network|nodes`` and ``make test`` are skipped."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("REPRZOO_SMOKE", "1")
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "reprzoo-home"))
+    plan = readme_plan()
+    ran, skipped = [], []
+    for kind, code, why in plan:
+        started = time.perf_counter()
+        if why is not None:
+            skipped.append((code, why))
+            continue
+        if kind == "python":
+            with monkeypatch.context() as env:
+                for name, value in PYTHON_SMOKE_ENV.items():
+                    env.setenv(name, value)
+                exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
+        elif kind == "reprzoo":
+            status, out = run_reprzoo(shlex.split(code, comments=True))
+            assert status == 0, f"README command failed ({status}): {code}\n{out[-2000:]}"
+        elif kind == "learning-table":  # its last step, on a copy: the kept measurements give the README's table
+            copy = work / "README.md"
+            copy.write_text(README.read_text(encoding="utf-8"), encoding="utf-8")
+            root = README.parent
+            subprocess.run(
+                [sys.executable, str(root / "scripts" / "learning_table.py"), str(root / "docs" / "learning"), str(copy)],
+                check=True,
+                capture_output=True,
+            )
+            assert copy.read_text(encoding="utf-8") == README.read_text(encoding="utf-8"), (
+                "README's methods table is not what make learning-table renders from docs/learning/"
+            )
+        else:
+            result = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0, f"README command failed: {code}\n{result.stdout[-1000:]}{result.stderr[-1000:]}"
+        ran.append((code, round(time.perf_counter() - started, 1)))
+    print("\n".join(f"{seconds:6.1f} s  {code.splitlines()[0][:100]}" for code, seconds in ran))
+    assert len(ran) + len(skipped) == len(plan)
+    marked = [code for kind, code, _ in plan if kind == "bash" and needs(code)]
+    assert sorted(c for c, why in skipped if why.startswith("needs")) == sorted(marked)
+    for code, why in skipped:  # the rest: make test and installs, nothing else
+        assert why.startswith("needs") or shlex.split(code, comments=True)[:2] == ["make", "test"] or "install" in why, code
+    assert (work / "runs").is_dir() and not (work / "lightning_logs").exists(), "the Python API writes under runs/"
+
+
+def test_readme_commands_are_plain_commands():
+    """No usage notation (``[--json]``, ``a|b|c``) in a command: each line runs as written; marks are known."""
+    plan = readme_plan()
+    assert sum(kind != "python" for kind, _, _ in plan) >= 25 and sum(kind == "python" for kind, _, _ in plan) >= 3
+    for kind, code, _ in plan:
+        if kind == "python":
+            continue
+        words = shlex.split(code, comments=True)
+        assert words[0] in ("reprzoo", "make"), code
+        assert not any(w.startswith("[") or w in ("|", "||") or "|" in w and not w.startswith("{") for w in words), code
+    assert {why for _, _, why in plan if why and why.startswith("needs")} >= {
+        "needs a GPU",
+        "needs the network (and a Hugging Face token)",
+    }
+
+
+def test_paper_recipe_commands_run_on_the_digits_recipe():
+    words = shlex.split("reprzoo fit --config cifar10/directpred --data.root /data/cifar --model.predictor linear")
+    assert digits_instead_of_paper_recipe(words) == [
+        "reprzoo",
+        "fit",
+        "--config",
+        "digits/directpred",
+        "--model.predictor",
+        "linear",
+    ]
+    printed = ["reprzoo", "fit", "--config", "cifar10/simsiam", "--print_config"]
+    assert digits_instead_of_paper_recipe(printed) == printed
+
+
+def markdown_tables() -> list[tuple[int, str]]:
+    """``(first line index, text since the previous table or heading)`` of every Markdown table of the README."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    tables, context_start = [], 0
+    for i, line in enumerate(lines):
+        if line.startswith("#"):
+            context_start = i
+        if line.startswith("|") and not lines[i - 1].startswith("|"):
+            tables.append((i, "\n".join(lines[context_start:i])))
+            context_start = i
+    return tables
+
+
+def test_every_table_states_its_protocol_and_how_to_regenerate_it():
+    tables = markdown_tables()
+    assert len(tables) >= 3
+    for line, context in tables:
+        assert "Protocol" in context, f"README table at line {line + 1}: no 'Protocol' line (classes, k, split) before it"
+        assert re.search(r"`(reprzoo|make|pytest|nice -n 10 reprzoo)[^`]*`|```bash", context), (
+            f"README table at line {line + 1}: no command that regenerates it"
+        )
+
+
+def test_readme_states_no_counts_that_drift():
+    """Test counts, method counts and suite times drift with every commit: the README does not state them, and
+    what it says of the methods table (every method in it clears the bar) is checked here."""
+    text = README.read_text(encoding="utf-8")
+    assert not re.findall(r"\b\d+ (?:tests|methods|METHOD rows)\b|\b\d+ passed\b", text)
+    from reprzoo.lightning_modules import list_methods
+
+    rows = re.findall(r"^\| (\w+) \|.*\| (yes|\*\*no\*\*) \| \d+ \|$", text, re.M)
+    assert rows and {name for name, _ in rows} <= {m.name for m in list_methods()}
+    assert all(clears == "yes" for _, clears in rows), "the README says every method in the table clears the bar"
+
+
+def test_python_api_writes_under_runs():
+    """The README's Python API snippet passes ``default_root_dir="runs"``: Lightning alone writes ``lightning_logs/``
+    in the working directory, away from the CLI's ``runs/``."""
+    trainers = [
+        node
+        for code in python_snippets()
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Trainer")
+    ]
+    assert trainers
+    for call in trainers:
+        keywords = {k.arg: ast.unparse(k.value) for k in call.keywords}
+        assert keywords.get("default_root_dir") == "'runs'" or "logger" in keywords, ast.unparse(call)
+
+
+def test_methods_table_is_one_line_per_method_at_80_columns(monkeypatch, capsys):
+    """``reprzoo methods`` was a rich table of about 250 lines at 80 columns, titles cut over several lines."""
+    from reprzoo.cli.main import main
+    from reprzoo.lightning_modules import list_methods
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    methods = list_methods()
+    wings = {m.wing for m in methods}
+    assert len(lines) <= len(methods) + 2 * len(wings) + 2, len(lines)
+    assert max(len(line) for line in lines) <= 80
+    for m in methods:
+        (line,) = [line for line in lines if line.split()[:1] == [m.name]]
+        assert m.title in line or line.endswith("…"), line
+
+
+def test_several_cpu_devices_warn_in_one_line(tmp_path, capsys):
+    """``--trainer.devices 4`` without a GPU silently started 4 gloo processes."""
+    from reprzoo.cli.training import cli_main
+
+    logs = f"--trainer.logger.init_args.save_dir={tmp_path}"
+    cli_main(["--config", "digits/simsiam", "--trainer.accelerator=cpu", "--trainer.devices=4", logs], run=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "4 training processes" in warnings[0] and "--trainer.devices 1" in warnings[0]
+    cli_main(["--config", "digits/simsiam", "--trainer.accelerator=cpu", "--trainer.devices=1", logs], run=False)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_smoke_runs_are_one_batch_of_one_epoch(tmp_path, monkeypatch, capsys):
+    from reprzoo.cli.training import cli_main
+    from reprzoo.training.callbacks import EmbeddingPlot
+
+    monkeypatch.setenv("REPRZOO_SMOKE", "1")
+    cli = cli_main(["--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    assert cli.trainer.max_epochs == 1 and cli.trainer.limit_train_batches == 1 and cli.trainer.limit_val_batches == 1
+    assert not any(isinstance(c, EmbeddingPlot) for c in cli.trainer.callbacks)
+    assert "REPRZOO_SMOKE=1: a smoke run" in capsys.readouterr().err
+    monkeypatch.setenv("REPRZOO_SMOKE", "0")
+    cli = cli_main(["--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+    assert cli.trainer.max_epochs == 20 and any(isinstance(c, EmbeddingPlot) for c in cli.trainer.callbacks)

@@ -193,7 +193,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, signal_name):
 
     root = tmp_path / "killed"
     killed = _fit(root, _killer(7, signal_name), check=False)
-    assert killed.returncode != 0 or signal_name == "SIGTERM", killed.stderr[-2000:]
+    assert killed.returncode != 0, killed.stderr[-2000:]
     saved = torch.load(root / "simsiam" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == (6 if signal_name == "SIGKILL" else 7)
     assert not list(root.rglob(".*.tmp")), "a half-written checkpoint was left behind"

@@ -17,6 +17,7 @@ from reprzoo.backbones.cifar_resnet import resnet18_cifar, resnet50_cifar, resne
 from reprzoo.backbones.embeddings import embedding_table, mean_pooled_embeddings  # noqa: F401
 from reprzoo.backbones.registry import BACKBONES, register_backbone
 from reprzoo.backbones.small_convnets import atari_cnn, conv1d_tiny, conv1d_tstcc  # noqa: F401
+from reprzoo.backbones.text import text_cnn, text_rnn  # noqa: F401  (and bert_tiny, bert_mini, bert_small)
 from reprzoo.backbones.unet import unet_tiny  # noqa: F401
 from reprzoo.errors import ReprzooError, UnknownNameError
 

@@ -51,16 +51,23 @@ class EmbeddingTable(nn.Module):
     Args:
         num_embeddings: number of ids (nodes).
         dim: width of the vectors (``num_features``).
+        sparse: sparse gradients (only the rows of a batch's ids): fast SGD on large tables (word vectors).
     """
 
-    def __init__(self, num_embeddings: int, dim: int = 64):
+    def __init__(self, num_embeddings: int, dim: int = 64, sparse: bool = False):
         super().__init__()
         if num_embeddings < 1 or dim < 1:
             raise ValueError(f"need num_embeddings >= 1 and dim >= 1, got {num_embeddings}, {dim}")
-        self.embedding = nn.Embedding(num_embeddings, dim)
+        self.embedding = nn.Embedding(num_embeddings, dim, sparse=sparse)
         self.num_features = dim
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``(batch,)`` ids -> ``(batch, dim)`` rows; ``{"input_ids", "attention_mask"}`` of ``(batch, length)`` (a
+        text of several words) -> the mean of its real rows."""
+        if isinstance(ids, Mapping):
+            weights = ids["attention_mask"].unsqueeze(-1).to(self.embedding.weight.dtype)
+            summed = (self.embedding(ids["input_ids"].long()) * weights).sum(dim=-2)
+            return summed / weights.sum(dim=-2).clamp(min=1.0)
         return self.embedding(ids.long())
 
 

@@ -43,15 +43,23 @@ def cmd_methods(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"reprzoo methods ({len(rows)})")
-    for col in ("name", "title", "wing", "modality", "recipes"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], r["title"], r["wing"], r["modality"], ", ".join(r["recipes"]) or "-")
-    Console().print(table)
+    width = Console().width  # the terminal's (COLUMNS; 80 when not a terminal)
+    print(_cut(f"reprzoo methods ({len(rows)}): name, recipe datasets, paper title (--json: everything)", width))
+    name_width = max((len(r["name"]) for r in rows), default=4)
+    for wing in sorted({r["wing"] for r in rows}):
+        members = [r for r in rows if r["wing"] == wing]
+        print(f"\n{wing} ({len(members)})")
+        for r in members:  # one line per method at any width: what does not fit ends in an ellipsis
+            datasets = " ".join(sorted({recipe.split("/", 1)[0] for recipe in r["recipes"]})) or "-"
+            line = f"  {r['name']:<{name_width}}  {_cut(datasets, 18):<18}  {r['title']}"
+            print(_cut(line, width))
     return 0
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:

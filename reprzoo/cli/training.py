@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sys
 from argparse import ArgumentError
@@ -17,6 +18,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 import reprzoo.datamodules as datamodules
 from reprzoo.datamodules import EmbeddingDataModule
@@ -28,8 +30,10 @@ from reprzoo.training.checkpointing import (
     CheckpointOnSignal,
     RandomStateCheckpoint,
     ResumeLoaderPosition,
-    checkpoint_step,
+    checkpoint_status,
+    load_checkpoint,
     newest_run_checkpoint,
+    preempted_exit_code,
     run_checkpoint_files,
 )
 from reprzoo.zoo.recipes import resolve_recipe
@@ -38,6 +42,24 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
 #: Epochs of a fit that sets none of max_epochs, max_steps and max_time (no recipe): Lightning's own default is 1000.
 DEFAULT_MAX_EPOCHS = 100
+
+#: ``REPRZOO_SMOKE=1``: every run the CLI builds is a smoke run, which checks that a command runs, not what it learns
+#: (tests/test_readme.py runs the README's commands so): these trainer settings, and no t-SNE plot.
+SMOKE_ENV = "REPRZOO_SMOKE"
+SMOKE_TRAINER = {
+    "max_epochs": 1,
+    "limit_train_batches": 1,
+    "limit_val_batches": 1,
+    "limit_test_batches": 1,
+    "limit_predict_batches": 1,
+    "num_sanity_val_steps": 0,
+}
+
+
+def smoke_run() -> bool:
+    """Whether ``REPRZOO_SMOKE`` asks for smoke runs (set and not ``0``/``false``/``no``/empty)."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
 
 #: Config keys (dotted, and everything under them) that do not tell runs apart for ``--resume auto``: the resume
 #: options themselves, the log version it sets, and what observes or saves a run rather than what it trains.
@@ -117,7 +139,7 @@ class ReprzooCLI(LightningCLI):
                 "callbacks": [
                     LearningRateMonitor(logging_interval="epoch"),
                     ModelCheckpoint(save_last=True),
-                    EmbeddingPlot(),
+                    *([] if smoke_run() else [EmbeddingPlot()]),  # t-SNE takes longer than a smoke run
                 ],
                 **({"precision": precision} if (precision := default_precision()) else {}),
             },
@@ -160,12 +182,24 @@ class ReprzooCLI(LightningCLI):
             options = {o for p in parsers for o in p._option_string_actions if o.startswith("--") and "." not in o}
             raise parse_error(str(err), options) from err
 
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path`` is read weights-only from a local file before anything else reads it: a URL, a file
+        holding pickled objects or a corrupt file is refused with one line (Lightning would unpickle a URL's)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("last", "best", "hpc", "registry"):  # Lightning's names: its own files
+            load_checkpoint(ckpt_path, what="--ckpt_path")
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         logger = config.trainer.get("logger")
         if logger and not isinstance(logger, bool) and getattr(logger, "init_args", None) is not None:
             if logger.init_args.get("name") == "":  # one folder per method: runs/simsiam/version_0
                 logger.init_args.name = config.model.class_path.rsplit(".", 1)[-1].lower()
+            root_dir = config.trainer.get("default_root_dir")
+            if root_dir and logger.init_args.get("save_dir") == "runs":  # runs go under --trainer.default_root_dir
+                logger.init_args.save_dir = str(root_dir)
         init_args = config.model.get("init_args") if config.get("model") else None
         if init_args is not None and isinstance(init_args.get("teacher_weights"), str):  # zoo:NAME -> a local file
             from reprzoo.zoo.teachers import resolve_teacher_weights
@@ -178,8 +212,18 @@ class ReprzooCLI(LightningCLI):
             init_args.old_model, old_name = resolve_old_model(init_args.old_model)
             if old_name and not init_args.get("old_model_name"):
                 init_args.old_model_name = old_name  # lineage: the successor's compatible_with
+        fill_model_args_from_data(config)  # a text method's vocab_size from its datamodule's vocabulary
         if self.subcommand in (None, "fit"):  # None: run=False, the caller fits (the demo, finetune)
             self._default_max_epochs(config)
+        if smoke_run():
+            for key, value in SMOKE_TRAINER.items():
+                config.trainer[key] = value
+            print(
+                f"reprzoo: {SMOKE_ENV}={os.environ[SMOKE_ENV]}: a smoke run (1 epoch, 1 batch per loader, no t-SNE "
+                "plot): it checks that the command runs, not what it learns",
+                file=sys.stderr,
+            )
+        warn_cpu_processes(config.trainer)
         if self.subcommand == "fit" and config.get("resume"):
             self._resume(config, logger)
 
@@ -205,10 +249,9 @@ class ReprzooCLI(LightningCLI):
         modification time. Runs with another config (a finished demo, other epochs) are never touched; when none
         matches, a new run starts. Either way one line on stderr says what was chosen and why."""
         if config.resume != "auto":
-            if checkpoint_step(config.resume) is None:
-                raise ReprzooError(
-                    f"--resume {config.resume}: not a complete Lightning checkpoint (missing, truncated or corrupt)"
-                )
+            step, why = checkpoint_status(config.resume)
+            if step is None:
+                raise ReprzooError(f"--resume {config.resume}: not a resumable Lightning checkpoint: {why}")
             config.ckpt_path = config.resume
             return
         if not logger or isinstance(logger, bool) or getattr(logger, "init_args", None) is None:
@@ -227,10 +270,16 @@ class ReprzooCLI(LightningCLI):
                 differences[run] = diff
             else:
                 matching[run] = paths
-        found = newest_run_checkpoint(matching)
+        found = newest_run_checkpoint(matching)  # warns, naming each file, about the corrupt checkpoints it skips
         if found is None:
-            if matching:
-                why = f"the {len(matching)} run(s) with this command's config hold no valid checkpoint"
+            if matching:  # the run to continue is there but unreadable: starting over would hide that and exit 0
+                files = [str(p) for paths in matching.values() for p in paths]
+                shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+                raise ReprzooError(
+                    f"--resume auto: the {len(matching)} run(s) with this command's config under {root} hold no valid "
+                    f"checkpoint ({shown}: corrupt, truncated or not resumable); delete them to start over, or pass "
+                    "--resume PATH"
+                )
             else:
                 newest = max(differences, key=lambda run: max(p.stat().st_mtime for p in runs[run]))
                 diff = differences[newest]
@@ -261,6 +310,7 @@ class ReprzooCLI(LightningCLI):
             ResumeLoaderPosition(),
             CheckpointOnSignal(),
             DiscardEmptyRun(),
+            RefuseEmptyTraining(),
         ]
         callbacks += periodic_checkpoints(
             config.get("checkpoint_every_n_steps") or 0, config.get("checkpoint_every_minutes") or 0
@@ -270,6 +320,61 @@ class ReprzooCLI(LightningCLI):
         trainer = super().instantiate_trainer(callbacks=callbacks, **kwargs)
         use_atomic_checkpoint_io(trainer)
         return trainer
+
+
+def warn_cpu_processes(trainer: Any) -> int:
+    """One line on stderr when a run asks for several devices (or nodes) on the CPU: Lightning then starts one
+    process per device (DDP over gloo), each training on its share of the data and of the cores, which is rarely
+    what ``--trainer.devices 4`` on a machine without a GPU was meant to do. Returns the number of processes."""
+    import torch
+
+    accelerator = trainer.get("accelerator") or "auto"
+    if not isinstance(accelerator, str):
+        return 1
+    gpu = torch.cuda.is_available() or (torch.backends.mps.is_available() and torch.backends.mps.is_built())
+    if accelerator != "cpu" and not (accelerator == "auto" and not gpu):
+        return 1
+    devices = trainer.get("devices")
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        devices = len([d for d in devices.split(",") if d.strip()])
+    elif isinstance(devices, (list, tuple)):
+        devices = len(devices)
+    processes = (devices if isinstance(devices, int) and devices > 0 else 1) * max(int(trainer.get("num_nodes") or 1), 1)
+    if processes > 1:
+        print(
+            f"reprzoo: warning: {processes} devices on the CPU start {processes} training processes (DDP over gloo), "
+            "each on its share of the data and of the cores; --trainer.devices 1 trains in one process",
+            file=sys.stderr,
+        )
+    return processes
+
+
+class RefuseEmptyTraining(L.Callback):
+    """Fail before training when a training loader yields no batch (a batch size above the training set's size:
+    the loaders drop the last incomplete batch), instead of fitting nothing and exiting with status 0."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.limit_train_batches == 0:  # asked for: no training
+            return
+        loop = trainer.fit_loop
+        if loop._combined_loader is None:
+            loop.setup_data()
+        loader = loop._combined_loader
+        for dl in loader.flattened if loader is not None else []:
+            try:
+                batches = len(dl)
+            except TypeError:  # an iterable dataset: its length is unknown
+                continue
+            if batches == 0:
+                dataset = getattr(dl, "dataset", None)
+                size = len(dataset) if hasattr(dataset, "__len__") else "?"
+                raise ReprzooError(
+                    f"the training set has {size} samples (on this rank) but the batch size is "
+                    f"{getattr(dl, 'batch_size', '?')}: training loaders drop the last incomplete batch, so no step "
+                    f"would run; set --data.batch_size to at most {size}"
+                )
 
 
 def parse_error(message: str, options: Iterable[str] = ()) -> ReprzooError:
@@ -415,9 +520,43 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> ReprzooCLI:
         args = _check_class_names(args)
     try:
         return ReprzooCLI(args=args, run=run)
+    except SIGTERMException as err:  # a SystemExit: without a code a preempted run would exit with status 0
+        if err.code in (None, 0):
+            err.code = preempted_exit_code()
+        raise
     except ArgumentError as err:  # outside parse_arguments: e.g. the hyperparameters of a --ckpt_path checkpoint
         raise parse_error(str(err)) from err
     except (FileNotFoundError, ValueError, MisconfigurationException) as err:
         if isinstance(err, ReprzooError):
             raise
         raise ReprzooError(one_line(str(err))) from err
+
+
+def fill_model_args_from_data(config) -> None:
+    """Init args a method takes from its data (``datamodule.model_args()``: a text vocabulary's size) that the
+    method accepts and the command left unset. The datamodule is built once here to read them; what it prepares
+    (a tokenised corpus, a vocabulary) is cached, so the trainer's own instance does not redo it."""
+    import importlib
+
+    data, model = config.get("data"), config.get("model")
+    if not data or not model or not getattr(data, "class_path", None) or not getattr(model, "class_path", None):
+        return
+    module_name, _, class_name = data.class_path.rpartition(".")
+    data_cls = getattr(importlib.import_module(module_name), class_name, None)
+    if data_cls is None or not hasattr(data_cls, "model_args"):
+        return
+    init_args = model.get("init_args")
+    module_name, _, class_name = model.class_path.rpartition(".")
+    model_cls = getattr(importlib.import_module(module_name), class_name)
+    accepted = _init_arguments(model_cls)
+    missing = [k for k in data_cls.model_args_keys if k in accepted and (init_args is None or init_args.get(k) is None)]
+    if not missing:
+        return
+    if init_args is None:
+        from jsonargparse import Namespace
+
+        init_args = model.init_args = Namespace()
+    datamodule = data_cls(**dict(data.get("init_args") or {}))
+    values = datamodule.model_args()
+    for key in missing:
+        init_args[key] = values[key]

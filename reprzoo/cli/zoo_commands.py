@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--private", action="store_true", help="create the Hugging Face repository as private")
     p.add_argument("--base-model", default=None, help="the model this one was fine-tuned from (if the run does not say)")
     p.add_argument("--license", default="apache-2.0")
+    p.add_argument("--force", action="store_true", help="push even over the name of a model shipped with reprzoo")
     p.set_defaults(func=cmd_push)
 
     p = subparsers.add_parser("finetune", help="fine-tune a zoo model on labelled data (LightningCLI underneath)")
@@ -67,10 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compat)
     _pass_unknown_options(p)
 
-    p = subparsers.add_parser("embed", help="embed a dataset or a folder of images with a zoo model")
+    p = subparsers.add_parser("embed", help="embed a dataset, a folder of images or strings with a zoo model")
     p.add_argument("name", help="zoo name, hf://org/repo[@rev], local:PATH or a directory")
-    p.add_argument("--data", required=True, help="datamodule name (Digits, CIFAR10, ...) or a folder of images")
-    p.add_argument("--out", required=True, help="output .npy file, (N, dim) float32")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="datamodule name (Digits, CIFAR10, ...) or a folder of images")
+    source.add_argument("--text", action="append", help="a string to embed (a text model); repeat for several")
+    source.add_argument("--file", help="a UTF-8 text file, one string to embed per line (a text model)")
+    p.add_argument("--out", default=None, help="output .npy file, (N, dim) float32 (text: default prints the vectors)")
     p.add_argument("--split", choices=("train", "test"), default="test", help="datamodule split")
     p.add_argument("--labels", default=None, help="also write the labels to this .npy file")
     p.add_argument("--revision", default=None)
@@ -104,7 +108,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         row: dict[str, Any] = {"name": name, "source": entry.source}
         if entry.hub is not None:
             try:
-                folder = entry.hub.find_revision(name)
+                folder = entry.hub.find_revision(name, verify=False)  # listing reads configs; load verifies
                 config = read_config(folder)
                 row.update(
                     revision=folder.name,
@@ -198,7 +202,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     from reprzoo.zoo.api import push
 
-    result = push(args.run, args.name, to=args.to, private=args.private, base_model=args.base_model, license=args.license)
+    result = push(
+        args.run,
+        args.name,
+        to=args.to,
+        private=args.private,
+        base_model=args.base_model,
+        license=args.license,
+        force=args.force,
+    )
     print(f"pushed {result.name} revision {result.revision} to {result.target}")
     print(f'load it with: reprzoo.load("{result.load_ref}")')
     return 0
@@ -417,6 +429,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     from reprzoo.zoo.api import load
 
+    if args.text is not None or args.file is not None:
+        return _embed_texts(args)
+    if args.out is None:
+        raise ReprzooError("reprzoo embed --data needs --out FILE.npy")
     overrides = _data_overrides(args.extra)
     encoder = load(args.name, revision=args.revision, device=args.device)
     dataset, files = _embedding_dataset(args.data, args.split, encoder.transform, overrides)
@@ -440,6 +456,41 @@ def cmd_embed(args: argparse.Namespace) -> int:
         listing = out.with_suffix(".files.txt")
         listing.write_text("".join(f"{f}\n" for f in files))
         print(f"wrote {listing}: the image of each row")
+    return 0
+
+
+def _embed_texts(args: argparse.Namespace) -> int:
+    """``reprzoo embed NAME --text ... | --file lines.txt``: strings through the model's own tokenizer."""
+    import numpy as np
+
+    from reprzoo.zoo.api import load
+
+    if args.extra:
+        raise ReprzooError(f"reprzoo embed --text/--file takes no data options: {' '.join(args.extra)}")
+    if args.file is not None:
+        path = Path(args.file)
+        try:
+            texts = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise ReprzooError(f"{path} does not exist") from None
+        except UnicodeDecodeError as err:
+            raise ReprzooError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); convert it with iconv") from None
+        empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise ReprzooError(f"{path}: line(s) {', '.join(map(str, empty[:5]))} are empty; one string per line")
+    else:
+        texts = list(args.text)
+    encoder = load(args.name, revision=args.revision, device=args.device)
+    embeddings = encoder.encode(texts, batch_size=args.batch_size).float().cpu().numpy()
+    if args.out is None:
+        np.set_printoptions(precision=4, suppress=True, linewidth=120, threshold=20)
+        for text, row in zip(texts, embeddings):
+            print(f"{text[:40]!r}: {row}")
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, embeddings)
+    print(f"wrote {out}: {embeddings.shape[0]} x {embeddings.shape[1]} float32 embeddings of {len(texts)} texts")
     return 0
 
 

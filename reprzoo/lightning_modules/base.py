@@ -72,7 +72,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         lr_reference_batch: the batch of the linear scaling rule; ``None`` uses ``lr`` as given.
         weight_decay: decay of weights (biases and norm parameters get none).
         momentum: SGD/LARS momentum.
-        scheduler: ``warmup_cosine`` (per step) or ``constant``.
+        scheduler: ``warmup_cosine`` (per step), ``linear`` (decay to ``min_lr_ratio``, word2vec's) or ``constant``.
         warmup_epochs: epochs of linear warmup.
         min_lr_ratio: final LR of the cosine as a fraction of the peak.
         online_probe: train a linear classifier on detached features and log its accuracy.
@@ -113,6 +113,8 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         # a module passed as the backbone is saved in the state dict, not pickled into the hyperparameters
         self.save_hyperparameters(ignore=["backbone"] if isinstance(backbone, nn.Module) else None)
         self.backbone = build_backbone(backbone, **(backbone_kwargs or {}))
+        #: (registered name, kwargs) of the backbone built, as a pushed config records it (None for a module)
+        self.backbone_spec = (backbone if isinstance(backbone, str) else None, dict(backbone_kwargs or {}))
         self.feature_dim: int = self.backbone.num_features
         self.probe = OnlineLinearProbe(self.feature_dim, num_classes) if (online_probe and num_classes) else None
         self.knn = KNNAccuracy(num_classes, knn_k, knn_temperature) if num_classes else None
@@ -262,6 +264,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         running = self.__dict__.get("_evaluators_running")
         if running is None:
             running = [e for e in self.build_evaluators() if protocol.name in e.protocols]
+            running += protocol.evaluators()  # the benchmark's own (word similarity, a human similarity matrix)
             self.__dict__["_evaluators_running"] = running
         return running
 

@@ -25,6 +25,13 @@ import torch.nn.functional as F
 #: tokens, are weighted up.
 ALIT_ROLLOUT_WEIGHTS = (2.5, 2.0, 1.5, 1.25)
 
+#: ALIT's halting thresholds in the released code (``adaptive_tokenizers/configs``): the continuous (VAE) tokenizer
+#: masks a patch whose decoded code is within this mean absolute error of the ground truth ...
+ALIT_VAE_HALTING_THRESHOLD = 0.025
+#: ... and the VQGAN tokenizer samples the masking of a patch with the probability its decoded logits give the
+#: ground-truth code, wherever that probability is at least this.
+ALIT_VQGAN_HALTING_THRESHOLD = 0.55
+
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Images ``(batch, channels, H, W)`` as non-overlapping patches ``(batch, H/p * W/p, p * p * channels)`` in
@@ -75,11 +82,16 @@ def budget_reconstruction_loss(
     return (per_budget * per_budget.new_tensor(weights)).sum(), per_budget
 
 
-def reconstructed_tokens(reconstruction: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
-    """ALIT's dynamic halting: the tokens whose mean absolute reconstruction error is below ``threshold``.
+def reconstructed_tokens(
+    reconstruction: torch.Tensor, target: torch.Tensor, threshold: float = ALIT_VAE_HALTING_THRESHOLD
+) -> torch.Tensor:
+    """ALIT's dynamic halting for continuous targets (the released ``AdaptiveVAE.perform_dynamic_halting``): the
+    tokens whose mean absolute reconstruction error is below ``threshold`` (the authors' 0.025 on VAE codes).
 
     Those image tokens are replaced by a mask token in later rollouts, so that new latent tokens attend to what is
-    not yet explained (arXiv:2411.02393, Sec. 3, "adaptive memory"). Returns a boolean ``(batch, tokens)``.
+    not yet explained (arXiv:2411.02393, Sec. 3, "adaptive memory"). Returns a boolean ``(batch, tokens)``. (The
+    released VAE code writes the mask through ``drop_mask[mask][:] = 1.``, which fills a copy, so there it never
+    masks; this is the rule it states.)
     """
     if reconstruction.shape != target.shape or reconstruction.ndim != 3:
         raise ValueError(
@@ -87,6 +99,18 @@ def reconstructed_tokens(reconstruction: torch.Tensor, target: torch.Tensor, thr
             f"{tuple(target.shape)}"
         )
     return (reconstruction.detach() - target.detach()).abs().mean(-1) < threshold
+
+
+def sampled_halting(
+    gt_probability: torch.Tensor, threshold: float = ALIT_VQGAN_HALTING_THRESHOLD, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """ALIT's dynamic halting for discrete targets (the released ``AdaptiveVQGAN.perform_dynamic_halting``): each
+    image token is masked with probability p, the probability the decoder gives its ground-truth code
+    (``torch.bernoulli(p)``), and never where p < ``threshold`` (0.55). Returns a boolean mask shaped like ``p``."""
+    if bool((gt_probability < 0).any()) or bool((gt_probability > 1).any()):
+        raise ValueError("gt_probability must lie in [0, 1]")
+    p = gt_probability.detach()
+    return torch.bernoulli(p, generator=generator).bool() & (p >= threshold)
 
 
 def per_sample_l1(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

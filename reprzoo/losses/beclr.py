@@ -1,10 +1,11 @@
-"""BECLR's pieces as pure functions: the contrastive objective with memory-enriched positives, balanced assignments
+"""BECLR's pieces as pure functions: the contrastive objective on memory-enhanced batches, balanced assignments
 of embeddings to memory clusters, and OpTA, the optimal-transport alignment of few-shot prototypes.
 
 "BECLR: Batch Enhanced Contrastive Few-Shot Learning" (Poulakakis-Daktylidis & Jamali-Rad, ICLR 2024,
 arXiv:2402.02444). The objective (the authors' code) is a BYOL-style alignment of student predictions with
 teacher projections plus lambda times a uniformity term, log of the mean of exp(z_i . z_j / tau) over the
-non-positive pairs of the student's projections.
+non-positive pairs of the student's projections. The batch enhancement appends memory neighbours as extra,
+detached rows of every tensor the loss reads.
 """
 
 from __future__ import annotations
@@ -17,15 +18,24 @@ from reprzoo.losses.sinkhorn import sinkhorn
 
 
 def alignment_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean negative cosine similarity of each prediction ``(n, d)`` with each of its targets ``(n, m, d)``
-    (targets are detached: they come from the teacher and the memory)."""
-    if targets.ndim != 3 or targets.shape[0] != predictions.shape[0] or targets.shape[2] != predictions.shape[1]:
-        raise ValueError(
-            f"targets must be (n, m, d) for predictions (n, d), got {tuple(targets.shape)} and {tuple(predictions.shape)}"
-        )
+    """Mean negative cosine similarity of each prediction row ``(n, d)`` with the target row of the same index
+    ``(n, d)`` (the authors' ``pos``); targets are detached: they come from the teacher and the memory."""
+    if targets.shape != predictions.shape or predictions.ndim != 2:
+        raise ValueError(f"targets must be (n, d) like predictions, got {tuple(targets.shape)} and {tuple(predictions.shape)}")
     p = F.normalize(predictions, dim=-1)
     t = F.normalize(targets.detach(), dim=-1)
-    return -(p[:, None, :] * t).sum(-1).mean()
+    return -(p * t).sum(-1).mean()
+
+
+def enhance_batch(rows: torch.Tensor, neighbours: torch.Tensor | None) -> torch.Tensor:
+    """BECLR's batch enhancement (the authors' ``DyCE.get_top_kNN``): the ``(n, k, d)`` memory neighbours of the
+    ``(n, d)`` batch rows appended, detached, as ``n * k`` extra rows after the batch, sample-major (sample 0's k
+    neighbours, then sample 1's, ...). ``None``: the batch unchanged (before the memory is ready)."""
+    if neighbours is None:
+        return rows
+    if neighbours.ndim != 3 or neighbours.shape[0] != rows.shape[0] or neighbours.shape[2] != rows.shape[1]:
+        raise ValueError(f"neighbours must be (n, k, d) for rows (n, d), got {tuple(neighbours.shape)} and {tuple(rows.shape)}")
+    return torch.cat([rows, neighbours.detach().reshape(-1, rows.shape[1]).to(rows.dtype)])
 
 
 def uniformity_loss(
@@ -57,31 +67,28 @@ def beclr_loss(
     t2: torch.Tensor,
     z1: torch.Tensor,
     z2: torch.Tensor,
-    neighbours1: torch.Tensor | None = None,
-    neighbours2: torch.Tensor | None = None,
     neg_weight: float = 0.1,
     temperature: float = 2.0,
     gather_distributed: bool = True,
 ) -> torch.Tensor:
-    """BECLR's objective for two views.
+    """BECLR's objective for two views (the authors' ``BECLRLoss`` with ``uniformity_config="SS"``).
+
+    After ``memory_start_epoch`` every argument is an enhanced batch (:func:`enhance_batch`): the ``n`` batch rows
+    followed by ``n * k`` detached memory rows, each tensor enhanced from its own memory (teacher projections,
+    student predictions, student projections). Rows pair by index, so a neighbour row of ``p1`` meets the neighbour
+    row of ``t2`` with the same (sample, rank) and carries no gradient; a true pair weighs 1 / (n (1 + k)) of the
+    alignment, as in the authors' code, and the neighbour rows of ``z1``, ``z2`` join the uniformity term.
 
     Args:
-        p1, p2: student predictions ``(n, d)`` of views 1 and 2.
-        t1, t2: teacher projections ``(n, d)`` (targets; no gradient).
-        z1, z2: student projections ``(n, d)`` for the uniformity term.
-        neighbours1, neighbours2: ``(n, k, d)`` DyCE memory members nearest to ``t1`` / ``t2`` in their cluster:
-            extra positives of ``p2`` / ``p1`` (the batch enhancement); ``None`` before the memory is ready.
+        p1, p2: student predictions ``(m, d)`` of views 1 and 2.
+        t1, t2: teacher projections ``(m, d)`` (targets; no gradient).
+        z1, z2: student projections ``(m, d)`` for the uniformity term.
         neg_weight: lambda of the uniformity term (0.1).
         temperature: tau of the uniformity term (2.0).
     Returns:
-        (alignment(p1 -> {t2} + N(t2)) + alignment(p2 -> {t1} + N(t1))) / 2 + lambda * uniformity(z1, z2).
+        (alignment(p1, t2) + alignment(p2, t1)) / 2 + lambda * uniformity(z1, z2).
     """
-    targets_for_p1, targets_for_p2 = t2[:, None], t1[:, None]
-    if neighbours2 is not None:
-        targets_for_p1 = torch.cat([targets_for_p1, neighbours2], dim=1)
-    if neighbours1 is not None:
-        targets_for_p2 = torch.cat([targets_for_p2, neighbours1], dim=1)
-    positive = (alignment_loss(p1, targets_for_p1) + alignment_loss(p2, targets_for_p2)) / 2
+    positive = (alignment_loss(p1, t2) + alignment_loss(p2, t1)) / 2
     return positive + neg_weight * uniformity_loss(z1, z2, temperature, gather_distributed)
 
 
@@ -115,4 +122,4 @@ def opta(prototypes: torch.Tensor, queries: torch.Tensor, epsilon: float = 0.05,
     return (plan / plan.sum(dim=-1, keepdim=True)) @ queries.float()
 
 
-__all__ = ["alignment_loss", "balanced_assignments", "beclr_loss", "opta", "uniformity_loss"]
+__all__ = ["alignment_loss", "balanced_assignments", "beclr_loss", "enhance_batch", "opta", "uniformity_loss"]

@@ -53,35 +53,47 @@ def pod_weight(base: float, num_seen_classes: int, num_new_classes: int) -> floa
 
 
 def local_similarity(features: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
-    """PODNet's local similarity classifier (LSC, Sec. 3.2): class similarity
-    ``y_c = sum_k softmax_k(s_{c,k}) s_{c,k}`` of the cosine similarities ``s_{c,k}`` between a feature and the K
-    proxies of class c.
+    """PODNet's local similarity classifier (LSC, Sec. 3.2) as the authors' code computes it
+    (``CosineClassifier`` with ``distance: neg_stable_cosine_distance``, ``merging: softmax``, gamma 1, scaling 1):
+    the proxy similarity is the negative squared distance of the unit-normalised feature and proxy,
+    ``s_{c,k} = -||x/|x| - w_{c,k}/|w_{c,k}|||^2 = 2 cos(x, w_{c,k}) - 2``, and the class similarity
+    ``y_c = sum_k softmax_k(s_{c,k}) s_{c,k}``. (The paper writes the cosine similarity itself; the two differ by the
+    affine map, which doubles the softmax's sharpness and shifts the scores into [-4, 0].)
 
     Args:
         features: ``(n, d)``.
         proxies: ``(C, K, d)``, K proxies per class.
 
     Returns:
-        ``(n, C)`` class similarities in [-1, 1].
+        ``(n, C)`` class similarities in [-4, 0].
     """
     if proxies.ndim != 3 or features.ndim != 2 or proxies.shape[-1] != features.shape[-1]:
         raise ValueError(f"need features (n, d) and proxies (C, K, d), got {tuple(features.shape)} and {tuple(proxies.shape)}")
-    s = torch.einsum("nd,ckd->nck", F.normalize(features, dim=-1), F.normalize(proxies, dim=-1))
+    cos = torch.einsum("nd,ckd->nck", F.normalize(features, dim=-1), F.normalize(proxies, dim=-1))
+    s = 2 * cos - 2  # -||x - w||^2 of unit vectors
     return (s.softmax(dim=-1) * s).sum(dim=-1)
 
 
 def nca_loss(
     similarities: torch.Tensor, labels: torch.Tensor, margin: float = 0.6, scale: torch.Tensor | float = 1.0
 ) -> torch.Tensor:
-    """PODNet's NCA loss on class similarities, with a margin on the true class and the true class left out of the
-    denominator, hinged at zero:
+    """PODNet's NCA loss as the authors' code computes it (``inclearn/lib/losses/base.py``, ``nca`` with
+    ``exclude_pos_denominator=True`` and its default ``hinge_proxynca=False``, the CIFAR-100 configuration):
 
-        [ -log( exp(eta (y_true - delta)) / sum_{c != true} exp(eta y_c) ) ]_+
+        l_i = eta (y_true - delta) - max_c eta (y_c - delta)                      (the shifted true logit)
+        loss = mean_i [ -l_i + log( exp(0) + sum_{c != true} exp(eta (y_c - delta) - max_c eta (y_c - delta)) ) ]
+
+    i.e. the true class's slot of the denominator holds exp(0) after the max-shift rather than being dropped.
+
+    The paper's formula, [ -log( exp(eta (y_true - delta)) / sum_{c != true} exp(eta y_c) ) ]_+, differs: the
+    authors' code subtracts delta from every class similarity (its per-class ``margins`` tensor is built and never
+    used), so after the max-shift delta cancels and has no effect on the loss or its gradient; the positive is not
+    dropped from the denominator but replaced by exp(0); there is no hinge. We follow the code.
 
     Args:
         similarities: ``(n, C)`` class similarities (``local_similarity``).
         labels: ``(n,)`` classes in ``0 .. C - 1``.
-        margin: delta.
+        margin: delta (0.6 in the authors' configuration; cancels, see above).
         scale: eta (PODNet learns it, starting at 1).
     """
     n, num_classes = similarities.shape
@@ -89,10 +101,11 @@ def nca_loss(
         raise ValueError("the NCA loss needs at least two classes")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"labels must lie in 0..{num_classes - 1}")
-    logits = scale * similarities
-    positive = scale * (similarities.gather(1, labels[:, None]).squeeze(1) - margin)
-    negatives = logits.masked_fill(F.one_hot(labels, num_classes).bool(), float("-inf"))
-    return F.relu(torch.logsumexp(negatives, dim=1) - positive).mean()
+    logits = scale * (similarities - margin)
+    logits = logits - logits.max(dim=1, keepdim=True).values  # stability, as the authors' code (not detached)
+    positive = logits.gather(1, labels[:, None]).squeeze(1)
+    denominator = logits.masked_fill(F.one_hot(labels, num_classes).bool(), 0.0)  # the true slot: exp(0)
+    return (torch.logsumexp(denominator, dim=1) - positive).mean()
 
 
 def der_auxiliary_targets(labels: torch.Tensor, num_old_classes: int) -> torch.Tensor:

@@ -12,8 +12,11 @@ How a datamodule's evaluation loaders are read is its *evaluation protocol* (:cl
 datamodule declares with ``evaluation_protocol`` (a name of :data:`PROTOCOLS`, or an instance); without one it is
 ``labelled_bank_and_queries``: loader 0 is the labelled reference set (the "bank", the training split without
 augmentation), loader 1 the queries (a single loader is queries only), batches are ``(inputs, labels)``. An evaluator
-names the protocols it understands (``protocols``) and runs only under those. Protocols to come (query/document
-relevance, held-out edges, next-item targets) are reserved in :data:`PLANNED_PROTOCOLS`.
+names the protocols it understands (``protocols``) and runs only under those. A protocol that carries its benchmark
+(a vocabulary with word-similarity sets, documents with a human similarity matrix, queries and documents with
+relevance judgments: ``reprzoo.metrics.text``, ``reprzoo.metrics.retrieval``) is given as an instance and adds its
+own evaluators (:meth:`EvaluationProtocol.evaluators`). Protocols to come (held-out edges, next-item targets) are
+reserved in :data:`PLANNED_PROTOCOLS`.
 """
 
 from __future__ import annotations
@@ -69,6 +72,12 @@ class EvaluationProtocol(abc.ABC):
     def read(self, batch: Any, dataloader_idx: int, num_loaders: int) -> EvaluationBatch:
         """The :class:`EvaluationBatch` of a raw batch from loader ``dataloader_idx`` of ``num_loaders``."""
 
+    def evaluators(self) -> list["Evaluator"]:
+        """Evaluators this protocol's data brings, run besides the module's own (word similarity and analogies
+        over a vocabulary, a human similarity matrix of documents): they need the benchmark the datamodule holds,
+        not the method. None by default."""
+        return []
+
 
 class PlannedProtocolError(ReprzooError, NotImplementedError):
     """A datamodule declared an evaluation protocol that a wing to come will build (one clear line, not a stub)."""
@@ -92,7 +101,6 @@ PROTOCOLS: dict[str, type[EvaluationProtocol]] = {LABELLED_BANK_AND_QUERIES: Lab
 
 #: protocols reserved for datamodules to come (named so that a datamodule can declare them; not implemented yet).
 PLANNED_PROTOCOLS: dict[str, str] = {
-    "query_document_relevance": "queries and documents with graded relevance judgements (retrieval: nDCG, recall@k)",
     "held_out_edges": "a graph with held-out edges to rank against sampled non-edges (link prediction)",
     "next_item": "sequences whose next item is the target (next-item prediction)",
 }

@@ -10,9 +10,12 @@ not be lost.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import random
 import signal
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -28,6 +31,86 @@ from reprzoo.atomic import atomic_open
 from reprzoo.errors import ReprzooError
 
 CHECKPOINT_GLOB = "*.ckpt"
+#: Key of the digest :class:`AtomicCheckpointIO` stores in every checkpoint: the SHA-256 of everything else in it
+#: (tensors byte for byte, plain values by type and repr). A checkpoint whose content no longer matches is refused.
+DIGEST_KEY = "reprzoo_sha256"
+#: Exit status of a run stopped by a signal after writing its checkpoint: 128 + the signal's number, as a shell
+#: reports a process killed by it (143 for SIGTERM), so that a scheduler sees that the run did not finish.
+PREEMPTED_EXIT_BASE = 128
+
+
+class CorruptCheckpointError(ReprzooError):
+    """A checkpoint that cannot be read safely: truncated, corrupt, not matching its digest, or not weights-only."""
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of a checkpoint's content, independent of how it was serialised: dicts by sorted key, tensors by
+    dtype, shape and bytes, plain values by type and ``repr``. :data:`DIGEST_KEY` itself is left out."""
+    h = hashlib.sha256()
+    _digest_into(h, obj, top=True)
+    return h.hexdigest()
+
+
+def _digest_into(h: Any, obj: Any, top: bool = False) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        if t.device.type != "meta" and t.numel():
+            h.update(memoryview(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+    elif isinstance(obj, dict):
+        keys = sorted(((type(k).__name__, repr(k)), k) for k in obj if not (top and k == DIGEST_KEY))
+        h.update(f"D{len(keys)}:".encode())
+        for (kind, text), key in keys:
+            h.update(f"{kind}:{text}=".encode())
+            _digest_into(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}:".encode())
+        for item in obj:
+            _digest_into(h, item)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r};".encode())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """A Lightning checkpoint read the only way reprzoo reads one: a local file, ``torch.load(weights_only=True)``
+    (tensors and plain values; nothing is unpickled), its content digest checked when it records one.
+
+    Raises :class:`CorruptCheckpointError` (one line) for a URL, a file holding pickled objects, a truncated or
+    corrupt file, or one whose content does not match its digest."""
+    text = str(path)
+    if "://" in text:
+        raise CorruptCheckpointError(
+            f"refusing {what} {text}: checkpoints are read from local files only (a downloaded one could unpickle "
+            "code); download it yourself and pass the file"
+        )
+    path = Path(text).expanduser()
+    try:
+        if not path.is_file():
+            raise CorruptCheckpointError(f"{what} {path} does not exist")
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CorruptCheckpointError(
+            f"refusing {what} {path}: it holds pickled Python objects, not only tensors and plain values, and reprzoo "
+            "loads checkpoints with weights_only=True; re-save it as a state dict"
+        ) from None
+    except CorruptCheckpointError:
+        raise
+    except OSError as err:  # a name too long for the file system, no permission
+        raise CorruptCheckpointError(f"{what} {text[:80]} cannot be read ({err.strerror or err})") from None
+    except Exception as err:  # truncated zip, bad record, EOF, a name too long: unreadable either way
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CorruptCheckpointError(f"{what} {path} is truncated or corrupt ({reason})") from None
+    if not isinstance(ckpt, dict):
+        raise CorruptCheckpointError(f"{what} {path} is not a Lightning checkpoint (it holds a {type(ckpt).__name__})")
+    recorded = ckpt.get(DIGEST_KEY)
+    if recorded is not None and recorded != content_digest(ckpt):
+        raise CorruptCheckpointError(
+            f"{what} {path} does not match the digest recorded when it was written: it changed since (a corrupt "
+            f"byte; refusing it). A checkpoint edited on purpose must be saved without its {DIGEST_KEY!r} entry"
+        )
+    return ckpt
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -43,7 +126,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         if "://" in str(path):
             return super().save_checkpoint(checkpoint, path, storage_options)
-        atomic_torch_save(checkpoint, path)
+        checkpoint = {k: v for k, v in checkpoint.items() if k != DIGEST_KEY}
+        atomic_torch_save({**checkpoint, DIGEST_KEY: content_digest(checkpoint)}, path)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        """Always weights-only and local (``--ckpt_path``, ``--resume``): see :func:`load_checkpoint`."""
+        return load_checkpoint(path, map_location=map_location if map_location is not None else "cpu")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -125,6 +213,7 @@ class CheckpointOnSignal(L.Callback):
     def __init__(self, filename: str = "last"):
         self.filename = filename
         self._requested = False
+        self._signal = signal.SIGTERM
         self._previous: Any = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -146,15 +235,25 @@ class CheckpointOnSignal(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self._requested:  # SIGUSR1: stop the way Lightning stops on SIGTERM (the checkpoint is written below)
             self._requested = False
+            self._signal = signal.SIGUSR1
             raise SIGTERMException()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # Lightning raises SIGTERMException at the next step boundary after SIGTERM: the state is consistent there
-        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+        if not isinstance(exception, SIGTERMException):
+            return
+        if exception.code in (None, 0):  # a SystemExit: without a code the preempted process would exit with 0
+            exception.code = preempted_exit_code(self._signal)
+        if trainer.state.fn != "fit":
             return
         path = Path(checkpoint_dir(trainer)) / f"{self.filename}.ckpt"
         rank_zero_info(f"reprzoo: stopping on a signal; writing {path} at step {trainer.global_step}")
         trainer.save_checkpoint(path)
+
+
+def preempted_exit_code(signum: int = signal.SIGTERM) -> int:
+    """The exit status of a run stopped by ``signum`` (143 for SIGTERM): not 0, the run did not finish."""
+    return PREEMPTED_EXIT_BASE + int(signum)
 
 
 def _slurm_requeue(trainer: L.Trainer) -> bool:
@@ -170,16 +269,37 @@ def checkpoint_dir(trainer: L.Trainer) -> str:
     return os.path.join(root, "checkpoints")
 
 
-def checkpoint_step(path: str | os.PathLike, resumable: bool = True) -> int | None:
-    """The global step of a complete Lightning checkpoint (it loads, and holds weights and, if ``resumable``, loop
-    state); ``None`` for a truncated, corrupt or foreign file."""
+def checkpoint_status(path: str | os.PathLike, resumable: bool = True) -> tuple[int | None, str]:
+    """``(global step, "")`` of a complete Lightning checkpoint (it loads weights-only, matches its digest, and holds
+    weights and, if ``resumable``, loop state); ``(None, why not)`` for a truncated, corrupt or foreign file."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not (isinstance(ckpt, dict) and "state_dict" in ckpt and (not resumable or "loops" in ckpt)):
-        return None
-    return int(ckpt.get("global_step", 0))
+        ckpt = load_checkpoint(path)
+    except CorruptCheckpointError as err:
+        return None, str(err)
+    if "state_dict" not in ckpt:
+        return None, f"{path} holds no state_dict: not a Lightning checkpoint"
+    if resumable and "loops" not in ckpt:
+        return None, f"{path} holds weights only (no loop state): it cannot be resumed"
+    return int(ckpt.get("global_step", 0)), ""
+
+
+def checkpoint_step(path: str | os.PathLike, resumable: bool = True) -> int | None:
+    """The global step of a complete Lightning checkpoint (see :func:`checkpoint_status`); ``None`` for a
+    truncated, corrupt or foreign file."""
+    return checkpoint_status(path, resumable)[0]
+
+
+class CorruptCheckpointWarning(UserWarning):
+    """A checkpoint file that was skipped because it cannot be read (the message names the file and why)."""
+
+
+def _valid_step(path: Path, resumable: bool) -> int | None:
+    """The step of ``path``, warning (naming the file) when it is skipped as unreadable: a corrupt checkpoint is
+    never passed over silently."""
+    step, why = checkpoint_status(path, resumable)
+    if step is None:
+        warnings.warn(f"reprzoo: skipping checkpoint {path}: {why}", CorruptCheckpointWarning, stacklevel=3)
+    return step
 
 
 def _checkpoint_files(pattern_root: Path, pattern: str) -> list[Path]:
@@ -193,7 +313,7 @@ def newest_checkpoint(paths: Iterable[Path], resumable: bool = True) -> Path | N
     there is none."""
     best: tuple[int, float, Path] | None = None
     for path in paths:
-        step = checkpoint_step(path, resumable)
+        step = _valid_step(path, resumable)
         if step is not None and (best is None or (step, path.stat().st_mtime) > best[:2]):
             best = (step, path.stat().st_mtime, path)
     return best[2] if best else None
@@ -215,7 +335,7 @@ def newest_run_checkpoint(runs: dict[Path, list[Path]]) -> Path | None:
     holds a valid checkpoint."""
     best: tuple[float, int, Path] | None = None
     for paths in runs.values():
-        valid = [(step, path.stat().st_mtime, path) for path in paths if (step := checkpoint_step(path)) is not None]
+        valid = [(step, path.stat().st_mtime, path) for path in paths if (step := _valid_step(path, True)) is not None]
         if not valid:
             continue
         newest = max(mtime for _, mtime, _ in valid)
@@ -253,6 +373,12 @@ def find_run_checkpoint(path: str | os.PathLike, what: str = "") -> tuple[Path, 
     """
     label = f"{what} {path}" if what else str(path)
     path = Path(path).expanduser()
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:  # a name too long for the file system, an embedded NUL
+        raise CheckpointNotFoundError(f"{label[:80]}... is not a usable path ({getattr(err, 'strerror', None) or err})") from None
     if path.is_file():
         ckpt = path
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 OptimizerName = Literal["sgd", "lars", "adamw"]
-SchedulerName = Literal["warmup_cosine", "constant"]
+SchedulerName = Literal["warmup_cosine", "linear", "constant"]
 
 
 def global_batch_size(batch_size_per_device: int, devices: int = 1, num_nodes: int = 1, accumulate: int = 1) -> int:
@@ -104,6 +104,11 @@ def build_scheduler(
     def schedule(step: int) -> float:
         if name == "constant":
             return 1.0
+        if name == "linear":  # word2vec.c: from the base LR down to min_lr_ratio of it over training (after warmup)
+            if step < warmup_steps:
+                return (step + 1) / warmup_steps
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return 1.0 - (1.0 - min_lr_ratio) * progress
         return warmup_cosine(step, warmup_steps, total_steps, min_lr_ratio)
 
     lambdas = [(lambda step: 1.0) if g.get("fixed_lr") else schedule for g in optimizer.param_groups]

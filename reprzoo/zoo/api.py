@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from reprzoo.errors import ReprzooError, UnknownNameError
 from reprzoo.zoo.local_hub import LocalHub, default_home
 from reprzoo.zoo.names import Source, check_hf_repo, check_name, parse_source
-from reprzoo.zoo.repo import load_state_checked, read_config, repo_files, verify_weights
+from reprzoo.zoo.repo import IntegrityError, load_state_checked, read_config, repo_files, verify_weights
 
 if TYPE_CHECKING:
     import torch
@@ -46,9 +46,13 @@ def remote_entries() -> dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ReprzooError(f"{path} is not valid JSON ({err}); fix or delete it") from None
+    if not isinstance(entries, dict):
+        raise ReprzooError(
+            f"{path} holds a {type(entries).__name__}, not an object mapping names to hf:// addresses; fix or delete it"
+        )
     return {k: v for k, v in entries.items() if isinstance(v, str) and v.startswith("hf://")}
 
 
@@ -113,9 +117,11 @@ def resolve(spec: str, revision: str | None = None) -> Resolved:
             try:
                 folder = hub.find_revision(src.target, src.revision)
                 return Resolved(folder, src.target, folder.name, hub.label)
+            except IntegrityError:  # a tampered revision is refused, never replaced by another hub's
+                raise
             except ReprzooError as err:
-                errors.append(str(err))
-        raise ReprzooError("; ".join(errors))
+                errors.append(err)
+        raise errors[0] if len(errors) == 1 else ReprzooError("; ".join(map(str, errors)))
     remote = remote_entries().get(src.target)
     if remote:
         res = resolve(remote, src.revision)
@@ -124,6 +130,15 @@ def resolve(spec: str, revision: str | None = None) -> Resolved:
 
 
 def _resolve_folder(path: Path, revision: str | None) -> Resolved:
+    try:
+        path.stat()
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:  # a name too long for the file system, an embedded NUL
+        raise ReprzooError(
+            f"local model folder {str(path)[:60]!r}... is not a usable path ({err.__class__.__name__}: "
+            f"{getattr(err, 'strerror', None) or err})"
+        ) from None
     if (path / "refs" / "main").is_file():  # a repository inside a local hub
         folder = LocalHub(path.parent, writable=False).find_revision(path.name, revision)
         return Resolved(folder, f"local:{path}", folder.name, str(path.parent))
@@ -181,7 +196,13 @@ def _legacy_backbone(res: Resolved, config: dict, strict: bool):
     from reprzoo.zoo.repo import read_encoder_state
 
     arch = config["architecture"]
-    backbone = build_backbone(arch["backbone"], **check_backbone_kwargs(arch.get("backbone_kwargs") or {}))
+    kwargs = check_backbone_kwargs(arch.get("backbone_kwargs") or {})
+    try:
+        backbone = build_backbone(arch["backbone"], **kwargs)
+    except (TypeError, ValueError) as err:  # an argument the backbone does not take
+        if isinstance(err, ReprzooError):
+            raise
+        raise ReprzooError(f"{res.source}: cannot build backbone {arch['backbone']} with {kwargs} ({err})") from None
     if getattr(backbone, "num_features", arch["embedding_dim"]) != arch["embedding_dim"]:
         raise ReprzooError(
             f"{res.source}: config.json records embedding_dim {arch['embedding_dim']} but backbone {arch['backbone']} "
@@ -211,13 +232,20 @@ def _build_method(res: Resolved, config: dict, strict: bool, **overrides: Any):
         )
     init_args = check_init_args({**without_local_args(method.get("init_args") or {}), **overrides})
     arch = config.get("architecture") or {}
+    try:
+        module = cls(**init_args)
+    except (TypeError, ValueError, KeyError) as err:  # an argument the class or its backbone does not take
+        if isinstance(err, ReprzooError):
+            raise
+        raise ReprzooError(f"{res.source}: cannot build {cls.__name__} from config.json's init args ({err})") from None
+    built = dict(zip(("backbone", "backbone_kwargs"), getattr(module, "backbone_spec", (None, None))))
     for key in ("backbone", "backbone_kwargs"):  # the card and `reprzoo info` show the architecture: it must be true
-        if key in arch and (arch[key] or None) != (init_args.get(key) or None):
+        value = built.get(key) if built.get("backbone") else init_args.get(key)  # what the method built
+        if key in arch and (arch[key] or None) != (value or None):
             raise ReprzooError(
                 f"{res.source}: config.json's architecture names {key} {arch[key]!r} but its method is built with "
-                f"{init_args.get(key)!r}; the config is inconsistent"
+                f"{value!r}; the config is inconsistent"
             )
-    module = cls(**init_args)
     tensors = read_all_tensors(verify_weights(res.folder, config))
     problems = load_state_checked(module, module_state(tensors), strict, what=f"{res.source} ({cls.__name__})")
     if problems:
@@ -275,6 +303,7 @@ def push(
     private: bool = False,
     base_model: str | None = None,
     license: str = "apache-2.0",
+    force: bool = False,
 ) -> PushResult:
     """Export a finished run and push it as a new revision of ``name``.
 
@@ -286,6 +315,7 @@ def push(
         private: create the Hugging Face repository as private.
         base_model: the model this one was fine-tuned from, if the run does not record it.
         license: the card's license.
+        force: push a name the package ships a model under (the pushed one shadows it); refused otherwise.
     """
     from reprzoo.zoo.export import export_run
 
@@ -293,8 +323,15 @@ def push(
     if to is None or to.startswith("local:"):
         if private:
             raise ReprzooError("--private applies only to hf:// targets; a local hub is private already")
+        if to is not None and not to[len("local:") :].strip():
+            raise ReprzooError("--to local: needs a hub folder, e.g. --to local:./my-hub (refusing the current directory)")
         hub = home_hub() if to is None else LocalHub(Path(to[len("local:") :]).expanduser())
         shipped = hub.root.resolve() == BUILTIN_DIR.resolve()  # building the package's own models
+        if to is None and builtin_hub().has(name) and not force:
+            raise ReprzooError(
+                f"{name!r} is a model shipped with reprzoo: pushing it to the local hub would shadow the shipped one "
+                "for every load of that name; choose another name (e.g. a .tag) or pass --force (force=True)"
+            )
         load_ref = name if to is None or shipped else f"local:{hub.root / name}"
         with tempfile.TemporaryDirectory(prefix="reprzoo-push-") as tmp:
             config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=load_ref)
@@ -305,6 +342,11 @@ def push(
     from reprzoo.zoo import hf
 
     repo_id = check_hf_repo(to[len("hf://") :])
+    if name in entries() and entries()[name].source == "builtin" and not force:
+        raise ReprzooError(
+            f"{name!r} is a model shipped with reprzoo: recording it for hf://{repo_id} would not be loaded by that "
+            "name (the shipped one wins); choose another name or pass --force (force=True)"
+        )
     with tempfile.TemporaryDirectory(prefix="reprzoo-push-") as tmp:
         config = export_run(run, name, Path(tmp), base_model=base_model, license=license, load_ref=f"hf://{repo_id}")
         rev = hf.upload(Path(tmp), repo_id, private=private, message=f"reprzoo push {name}")
@@ -314,7 +356,7 @@ def push(
 
 def model_info(name: str, revision: str | None = None) -> dict[str, Any]:
     """What ``reprzoo info`` shows: source, revision, files with sizes and hashes, revisions, metrics, card."""
-    from reprzoo.zoo.repo import sha256_file
+    from reprzoo.zoo.repo import read_card, sha256_file
 
     res = resolve(name, revision)
     config = read_config(res.folder)
@@ -332,7 +374,7 @@ def model_info(name: str, revision: str | None = None) -> dict[str, Any]:
         "files": files,
         "metrics": config.get("metrics", {}),
         "config": config,
-        "card": (res.folder / "README.md").read_text() if (res.folder / "README.md").is_file() else None,
+        "card": read_card(res.folder),
     }
 
 

@@ -32,6 +32,7 @@ class Encoder(nn.Module):
         self.dim = dim
         self._folder = Path(folder)
         self._transform: Callable | None = None
+        self._tokenizer: Callable | None = None
         self._card = None
 
     @property
@@ -42,9 +43,59 @@ class Encoder(nn.Module):
 
             pre = self.config.get("preprocessing") or {}
             if pre.get("modality", "image") != "image" or "image_size" not in pre:
-                raise AttributeError(f"{self.name} records no image preprocessing")
+                from reprzoo.errors import ReprzooError
+
+                raise ReprzooError(f"{self.name} records no image preprocessing (config.json's preprocessing: {pre or 'none'})")
             self._transform = eval_transform(pre["image_size"], pre["mean"], pre["std"])
         return self._transform
+
+    @property
+    def tokenizer(self) -> Callable:
+        """Inference preprocessing of a text model: ``texts -> model input``, rebuilt from the repository's checked
+        ``vocab.json`` or ``tokenizer.json`` (``reprzoo.datamodules.text.preprocess``)."""
+        if self._tokenizer is None:
+            from reprzoo.datamodules.text.preprocess import build_text_preprocessor
+
+            pre = self.config.get("preprocessing") or {}
+            if pre.get("modality") != "text":
+                from reprzoo.errors import ReprzooError
+
+                raise ReprzooError(f"{self.name} records no text preprocessing (config.json's preprocessing: {pre or 'none'})")
+            self._tokenizer = build_text_preprocessor(pre, lambda name: self.preprocessing_file(name).read_bytes())
+        return self._tokenizer
+
+    def encode(self, texts: str | list[str], batch_size: int = 256) -> torch.Tensor:
+        """Embeddings of strings (a text model): tokenised with :attr:`tokenizer`, embedded in evaluation mode
+        without gradients, ``(len(texts), dim)``. A word-vector model gives a word's vector (a text of several
+        words: the mean of its known words' vectors)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        tokenizer = self.tokenizer
+        device = next(self.encoder.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                chunks = []
+                for start in range(0, max(len(texts), 1), batch_size):
+                    batch = tokenizer(texts[start : start + batch_size])
+                    chunks.append(self.embed({k: v.to(device) for k, v in batch.items()}))
+            return torch.cat(chunks)
+        finally:
+            self.train(was_training)
+
+    def save_word2vec_format(self, path: str | Path) -> Path:
+        """Write a word-vector model in the word2vec text format (``gensim.models.KeyedVectors.
+        load_word2vec_format(path)`` reads it): a ``count dim`` header, then a word and its vector per line."""
+        from reprzoo.zoo.interop import save_word2vec_format
+
+        return save_word2vec_format(self, path)
+
+    def save_sentence_transformers(self, path: str | Path) -> Path:
+        """Write a BERT text model as a sentence-transformers folder: ``SentenceTransformer(path).encode(texts)``
+        gives ``self.encode(texts)``."""
+        from reprzoo.zoo.interop import save_sentence_transformers
+
+        return save_sentence_transformers(self, path)
 
     @property
     def card(self):

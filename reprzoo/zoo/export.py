@@ -1,7 +1,7 @@
 """Turn a finished local run into a repository folder: ``model.safetensors``, ``config.json`` and ``README.md``.
 
-The run's Lightning checkpoint is read with ``weights_only=True`` (local runs only; nothing fetched from a hub is
-ever unpickled). The method must be a registered class; the datamodule one of ``reprzoo.datamodules``.
+The run's Lightning checkpoint is read with ``weights_only=True`` and its content digest checked (local runs only;
+nothing is ever unpickled: a checkpoint holding pickled objects is refused). The method must be a registered class; the datamodule one of ``reprzoo.datamodules``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from reprzoo.errors import ReprzooError
 from reprzoo.lightning_modules.registry import LOCAL_ONLY_ARGS, without_local_args
-from reprzoo.training.checkpointing import find_run_checkpoint
+from reprzoo.training.checkpointing import find_run_checkpoint, load_checkpoint
 from reprzoo.zoo.classes import check_backbone_kwargs, check_init_args, datamodule_class, method_class
 from reprzoo.zoo.names import check_name
 from reprzoo.zoo.recipes import list_recipes
@@ -81,7 +81,9 @@ def export_run(
     model_cfg, data_cfg = run_config.get("model") or {}, run_config.get("data") or {}
     cls = method_class(model_cfg.get("class_path", ""))
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(ckpt_path, what="the run's checkpoint")  # weights-only, digest checked; one-line errors
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ReprzooError(f"{ckpt_path} holds no state_dict: not a Lightning checkpoint of a run")
     hparams = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if not k.startswith("_")}
     init_args = {**(model_cfg.get("init_args") or {}), **hparams}
     lineage = {k: init_args.get(k) for k in ("base_model", "base_revision", "task") if init_args.get(k) is not None}
@@ -93,12 +95,15 @@ def export_run(
     if model_cfg.get("init_args"):
         model_cfg = {**model_cfg, "init_args": without_local_args(model_cfg["init_args"])}
 
-    backbone_name = init_args.get("backbone")
-    backbone_kwargs = check_backbone_kwargs(init_args.get("backbone_kwargs") or {})  # what a loader will accept
-    if not backbone_name:
-        raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
     check_init_args(init_args)
     module = cls(**init_args)
+    # the backbone the method built (a text method adds its vocabulary's size to the kwargs it was given)
+    spec_name, spec_kwargs = getattr(module, "backbone_spec", (None, None))
+    backbone_name = spec_name or init_args.get("backbone")
+    backbone_kwargs = spec_kwargs if spec_name else (init_args.get("backbone_kwargs") or {})
+    backbone_kwargs = check_backbone_kwargs(backbone_kwargs)  # what a loader will accept
+    if not backbone_name:
+        raise ReprzooError(f"{run_dir}/config.yaml names no backbone for {cls.__name__}")
     state = _without_metric_states(module, ckpt["state_dict"], ckpt_path)
     tensors = split_module_state(state)
     module.eval()

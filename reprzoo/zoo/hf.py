@@ -8,10 +8,13 @@ private hub), ``HF_HUB_OFFLINE`` (use the cache only), ``HF_HUB_CACHE``. Tokens 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from reprzoo.errors import ReprzooError
 from reprzoo.zoo.repo import REPO_FILES, read_config, repo_files
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")  # a snapshot folder: a full commit hash
 
 
 def _endpoint() -> str | None:
@@ -72,8 +75,9 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
     try:
         config = Path(hf_hub_download(repo_id, REPO_FILES[0], revision=revision, **options))
         commit = config.parent.name  # snapshots/<commit hash>/config.json
+        _check_in_cache(config, where)
         for filename in repo_files(read_config(config.parent))[1:]:  # names checked: plain files of the repo root
-            hf_hub_download(repo_id, filename, revision=commit, **options)
+            _check_in_cache(Path(hf_hub_download(repo_id, filename, revision=commit, **options)), where)
     except RevisionNotFoundError:
         raise ReprzooError(f"revision {revision!r} not found in {where}") from None
     except RepositoryNotFoundError:
@@ -88,7 +92,28 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
         raise ReprzooError(f"{where} is not a reprzoo model: {err}") from None
     except _network_errors() as err:
         raise ReprzooError(f"{where}: {err}") from None
+    except ValueError as err:  # e.g. a cached refs/main naming a path instead of a commit
+        if isinstance(err, ReprzooError):
+            raise
+        raise ReprzooError(f"{where}: the Hugging Face cache is inconsistent ({' '.join(str(err).split())})") from None
     return config.parent, commit
+
+
+def _check_in_cache(path: Path, where: str) -> None:
+    """``path`` (a file of a cached snapshot) must be ``models--org--repo/snapshots/<commit>/<file>`` and resolve
+    (snapshots hold links to blobs) to a file inside that repository's cache folder: a cache whose refs or links
+    point elsewhere is refused."""
+    repo_folder = path.parent.parent.parent
+    inside = path.parent.parent.name == "snapshots" and repo_folder.name.startswith("models--")
+    try:
+        path.resolve().relative_to(repo_folder.resolve())
+    except ValueError:
+        inside = False
+    if not inside or not COMMIT_RE.fullmatch(path.parent.name):
+        raise ReprzooError(
+            f"{where}: {path} lies outside its Hugging Face cache folder (a refs/main or link pointing elsewhere); "
+            "refusing it: delete the cached repository and download it again"
+        )
 
 
 def upload(folder: Path, repo_id: str, private: bool = False, message: str = "") -> str:

@@ -11,6 +11,12 @@ A push writes and fsyncs every file in ``.staging``, renames the finished folder
 rename on the same filesystem) and only then moves ``refs/main``, also by rename. A crash at any point leaves the
 previous revision current and nothing half-written under ``revisions/``. Revision ids are hashes of the content,
 the parent and the time, like git commits; a revision folder is never rewritten.
+
+Concurrent pushes to one name are serialised by a file lock (``<name>/.push.lock``) held from reading the parent to
+moving ``refs/main``: both revisions land, the later one's parent is the earlier one, none is orphaned.
+
+Reading a revision verifies it: the revision folder and its files must be plain files and folders inside the hub
+(no symbolic link out of it), and every file must match the size and SHA-256 its ``commit.json`` records.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from pathlib import Path
 from reprzoo.atomic import atomic_write, atomic_write_text, fsync_dir
 from reprzoo.errors import ReprzooError
 from reprzoo.zoo.names import check_name, check_revision
-from reprzoo.zoo.repo import REPO_FILES, read_config, repo_files, sha256_file
+from reprzoo.zoo.repo import REPO_FILES, IntegrityError, read_config, repo_files, sha256_file
 
 COMMIT_FILE = "commit.json"
 STAGING = ".staging"
 STALE_STAGING_S = 3600.0
+PUSH_LOCK = ".push.lock"
 #: Test hook: set to a stage name ("weights", "rename") and a push pauses there, so a test can kill it mid-push.
 PAUSE_ENV = "REPRZOO_TEST_PUSH_PAUSE"
 
@@ -83,27 +90,77 @@ class LocalHub:
             commit = path / COMMIT_FILE
             if path.name.startswith(".") or not commit.is_file():
                 continue
-            meta = json.loads(commit.read_text())
+            meta = _read_commit(commit)
             out.append(Revision(path.name, float(meta.get("created", 0)), meta.get("message", ""), meta.get("files", {}), path))
         return sorted(out, key=lambda r: (r.created, r.id))
 
-    def find_revision(self, name: str, revision: str | None = None) -> Path:
-        """The folder of a revision: the latest for ``None``/``"main"``, else an id or a unique prefix of one."""
+    def find_revision(self, name: str, revision: str | None = None, verify: bool = True) -> Path:
+        """The folder of a revision: the latest for ``None``/``"main"``, else an id or a unique prefix of one;
+        checked with :meth:`verify_revision` unless ``verify=False`` (a listing that reads only its config)."""
         if not self.has(name):
             raise ReprzooError(f"{name!r} is not in the hub at {self.label}")
         rev = self.head(name) if revision in (None, "main") else check_revision(revision)
         path = self._repo(name) / "revisions" / rev
-        if (path / COMMIT_FILE).is_file():
-            return path
+        if (path / COMMIT_FILE).is_file() or path.is_symlink():
+            return self.verify_revision(path) if verify else path
         known = [r.id for r in self.revisions(name)]
         matches = [r for r in known if len(rev) >= 6 and r.startswith(rev)]
         if len(matches) == 1:
-            return self._repo(name) / "revisions" / matches[0]
+            path = self._repo(name) / "revisions" / matches[0]
+            return self.verify_revision(path) if verify else path
         raise ReprzooError(
             f"revision {rev!r} of {name!r} not found in {self.label}"
             + (" (ambiguous prefix)" if len(matches) > 1 else "")
             + f"; available: {', '.join(known) or 'none'}"
         )
+
+    def verify_revision(self, path: Path) -> Path:
+        """``path`` (a revision folder) after checking that it and its files are no links out of the hub and that
+        every file matches the size and SHA-256 recorded in its ``commit.json``; an :class:`IntegrityError` names
+        what differs. ``config.json`` is checked as a config first (format, file names), so that what it is
+        refused for is said before the hashes."""
+        root = self.root.resolve()
+        expected = root / path.parent.parent.name / "revisions" / path.name
+        if path.is_symlink() or path.resolve() != expected:
+            raise IntegrityError(
+                f"refusing revision {path}: it is a symbolic link (to {path.resolve()}); revisions are plain folders "
+                f"inside the hub {self.label}"
+            )
+        commit = _read_commit(path / COMMIT_FILE)
+        files = commit.get("files")
+        if not isinstance(files, dict) or not files:
+            raise IntegrityError(f"{path / COMMIT_FILE} records no files; the revision cannot be verified")
+        for filename in {*REPO_FILES, *map(str, files)}:
+            if "/" in filename or "\\" in filename or filename.startswith(".") or filename == COMMIT_FILE:
+                raise IntegrityError(f"{path / COMMIT_FILE} names a file outside its revision: {filename!r}")
+            if (path / filename).is_symlink():
+                raise IntegrityError(
+                    f"refusing {path / filename}: it is a symbolic link (to {(path / filename).resolve()}); a revision "
+                    "holds plain files"
+                )
+        missing = sorted(set(repo_files(read_config(path))) - set(files))  # with its preprocessing files
+        if missing:
+            raise IntegrityError(f"{path / COMMIT_FILE} does not record {', '.join(missing)}; refusing the revision")
+        for filename, record in files.items():
+            file = path / filename
+            if not file.is_file():
+                raise IntegrityError(f"{path} lacks {filename}, which its {COMMIT_FILE} records")
+            sha = record.get("sha256") if isinstance(record, dict) else None
+            if not isinstance(sha, str):
+                raise IntegrityError(f"{path / COMMIT_FILE} records no sha256 for {filename}")
+            size = record.get("size")
+            if isinstance(size, int) and file.stat().st_size != size:
+                raise IntegrityError(
+                    f"{file} is {file.stat().st_size} bytes but {COMMIT_FILE} records {size}: it was truncated or "
+                    "modified after the push; refusing to load it"
+                )
+            digest = sha256_file(file)
+            if digest != sha:
+                raise IntegrityError(
+                    f"{file} has SHA-256 {digest[:16]}... but {COMMIT_FILE} records {sha[:16]}...: it was modified or "
+                    "corrupted after the push; refusing to load it"
+                )
+        return path
 
     def _repo(self, name: str) -> Path:
         path = self.root / check_name(name)
@@ -137,22 +194,27 @@ class LocalHub:
                 files[filename] = {"sha256": sha256_file(stage / filename), "size": (stage / filename).stat().st_size}
                 if filename == "model.safetensors":
                     _pause("weights")
-            parent = self.head(name) if self.has(name) else None
-            created = time.time()
-            rev = _revision_id(files, parent, created)
-            commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
-            atomic_write_text(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
-            for path in stage.iterdir():
-                os.chmod(path, 0o444)  # a revision is never rewritten
-            os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
-            fsync_dir(stage)
-            (repo / "revisions").mkdir(parents=True, exist_ok=True)
-            _pause("rename")
-            os.rename(stage, repo / "revisions" / rev)  # atomic; fails rather than merge into an existing revision
-            fsync_dir(repo / "revisions")
-            _pause("ref")
-            (repo / "refs").mkdir(exist_ok=True)
-            atomic_write_text(repo / "refs" / "main", rev + "\n")
+            repo.mkdir(parents=True, exist_ok=True)
+            from filelock import FileLock
+
+            # one push at a time per name, from reading the parent to moving the ref: none is orphaned
+            with FileLock(str(repo / PUSH_LOCK)):
+                parent = self.head(name) if self.has(name) else None
+                created = time.time()
+                rev = _revision_id(files, parent, created)
+                commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
+                atomic_write_text(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
+                for path in stage.iterdir():
+                    os.chmod(path, 0o444)  # a revision is never rewritten
+                os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
+                fsync_dir(stage)
+                (repo / "revisions").mkdir(parents=True, exist_ok=True)
+                _pause("rename")
+                os.rename(stage, repo / "revisions" / rev)  # atomic; fails rather than merge into an existing revision
+                fsync_dir(repo / "revisions")
+                _pause("ref")
+                (repo / "refs").mkdir(exist_ok=True)
+                atomic_write_text(repo / "refs" / "main", rev + "\n")
             return rev
         finally:
             if stage.exists():
@@ -167,6 +229,19 @@ class LocalHub:
                     shutil.rmtree(path, ignore_errors=True)
             except FileNotFoundError:  # another push cleaned it first
                 continue
+
+
+def _read_commit(path: Path) -> dict:
+    """A revision's ``commit.json``, or an :class:`IntegrityError` naming it when it is not a JSON object."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityError(f"{path.parent} has no {COMMIT_FILE}; the revision cannot be verified") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IntegrityError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise IntegrityError(f"{path} is not a commit record (a JSON object)")
+    return meta
 
 
 def _revision_id(files: dict, parent: str | None, created: float) -> str:

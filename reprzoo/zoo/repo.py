@@ -104,14 +104,71 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ReprzooError(f"{folder} is not a reprzoo model: it has no {CONFIG_FILE}")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise IntegrityError(f"{path} is not valid JSON ({err})") from None
     if not isinstance(config, dict) or "format_version" not in config:
         raise IntegrityError(f"{path} is not a reprzoo config (no format_version)")
     check_format_version(str(config["format_version"]), path)
+    check_config_fields(config, path)
     preprocessing_files(config)  # file names a hub may not steer: refused before anything is read or written
     return config
+
+
+def check_config_fields(config: Mapping[str, Any], where: Path | str) -> None:
+    """The keys a loader reads, present and of the right type: a malformed config.json is one clear error, not a
+    ``KeyError`` or ``AttributeError`` deep inside ``load``."""
+
+    def fail(problem: str) -> None:
+        raise IntegrityError(f"{where} is malformed: {problem}")
+
+    def optional(value: Any, kind: type | tuple[type, ...], key: str, expected: str) -> None:
+        if value is not None and not isinstance(value, kind):
+            fail(f"{key} must be {expected}, not {type(value).__name__}")
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    arch = config.get("architecture")
+    if not isinstance(arch, dict):
+        fail("'architecture' is missing or not an object")
+    if not isinstance(arch.get("backbone"), str) or not arch["backbone"]:
+        fail("architecture.backbone must be a backbone name (a string)")
+    if not positive_int(arch.get("embedding_dim")):
+        fail(f"architecture.embedding_dim must be a positive integer, not {arch.get('embedding_dim')!r}")
+    optional(arch.get("backbone_kwargs"), dict, "architecture.backbone_kwargs", "an object")
+    optional(arch.get("representation"), dict, "architecture.representation", "an object")
+    nested = arch.get("nested_dims")
+    if nested is not None and not (isinstance(nested, list) and all(positive_int(d) for d in nested)):
+        fail(f"architecture.nested_dims must be a list of positive integers, not {nested!r}")
+    weights = config.get("weights")
+    if not isinstance(weights, dict) or not isinstance(weights.get("sha256"), str):
+        fail("'weights' must be an object recording the sha256 of the weights")
+    optional(weights.get("size"), int, "weights.size", "an integer")
+    method = config.get("method")
+    if method is None and str(config["format_version"]).split(".", 1)[0] != "1":
+        fail("'method' is missing (format 2 rebuilds the registered method it names)")
+    optional(method, dict, "method", "an object")
+    if isinstance(method, dict):
+        if not isinstance(method.get("name"), str):
+            fail("method.name must be a method name (a string)")
+        optional(method.get("class_path"), str, "method.class_path", "a string")
+        optional(method.get("init_args"), dict, "method.init_args", "an object")
+    for key in ("preprocessing", "metrics", "training", "lineage", "provenance"):
+        optional(config.get(key), dict, key, "an object")
+    optional(config.get("name"), str, "name", "a string")
+
+
+def read_card(folder: Path) -> str | None:
+    """The model card (README.md) of a model folder as text, ``None`` when there is none; an
+    :class:`IntegrityError` when it is not UTF-8."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise IntegrityError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}); the model card is corrupt") from None
 
 
 def check_format_version(version: str, where: Path | str) -> None:

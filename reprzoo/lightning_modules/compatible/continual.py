@@ -32,8 +32,10 @@ def features_and_maps(backbone: nn.Module, x: torch.Tensor, num_levels: int) -> 
 
 
 class LocalSimilarityClassifier(nn.Module):
-    """PODNet's LSC: K learned proxies per class, the class score a softmax-weighted mean of the proxies' cosine
-    similarities (``reprzoo.losses.continual.local_similarity``), and the NCA loss's learned scale eta (starts at 1)."""
+    """PODNet's LSC: K learned proxies per class, the class score a softmax-weighted mean of the proxies'
+    similarities ``2 cos - 2`` (the authors' negative squared distance of unit vectors;
+    ``reprzoo.losses.continual.local_similarity``), and the NCA loss's learned scale eta (starts at 1, as the
+    authors' ``learned_scaling`` post-processor)."""
 
     def __init__(self, in_dim: int, num_classes: int, proxies_per_class: int = 10):
         super().__init__()
@@ -60,9 +62,16 @@ class PODNet(CompatibleModule):
     backbones at every stage, POD-flat the final embeddings; the classifier is the local similarity classifier with
     K proxies per class under the NCA loss with margin delta and learned scale eta.
 
-    Defaults are the authors' CIFAR-100 configuration: K = 10, delta = 0.6, lambda_s = 3, lambda_f = 1, SGD lr 0.1,
-    weight decay 5e-4, cosine schedule. Left out: the proxies of new classes start at random rather than imprinted
-    from k-means of their features, and there is no class-balanced classifier fine-tuning after each task.
+    Defaults are the authors' CIFAR-100 configuration (``options/podnet/podnet_cnn_cifar100.yaml``): K = 10,
+    delta = 0.6, eta learned from 1, lambda_s = 3, lambda_f = 1, SGD lr 0.1, weight decay 5e-4, cosine schedule.
+    The LSC and the NCA loss follow the authors' code, which differs from the paper's formulas (see
+    ``local_similarity`` and ``nca_loss``): proxy similarities are ``-||x - w||^2 = 2 cos - 2`` of unit vectors
+    rather than cosines; delta is subtracted from every class and cancels, so the margin has no effect; the true
+    class's slot in the denominator holds exp(0) after the max-shift; no hinge. Ours / left out: the proxies of new
+    classes start at random rather than imprinted from k-means of their features; the old classes' proxies keep
+    training (the authors freeze them, ``groupwise_factors: old_weights: 0``); there is no class-balanced
+    classifier fine-tuning after each task (authors: 20 epochs at lr 0.05); ResNet-32 is replaced by the recipe's
+    backbone.
 
     Args:
         proxies_per_class: K.

@@ -34,6 +34,7 @@ from reprzoo.components.representation import Represent
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
 from reprzoo.losses.adaptive_tokens import (
+    ALIT_VAE_HALTING_THRESHOLD,
     Nuggets,
     alit_rollout_weights,
     budget_reconstruction_loss,
@@ -204,16 +205,23 @@ class ALIT(AdaptiveTokenizer):
     ``k`` rollouts = ``k * tokens_per_rollout`` tokens).
 
     Paper defaults (ImageNet, 256 px, 16 px patches over VQGAN codes): 32 new tokens per rollout, 8 rollouts (32-256
-    tokens), 12-d factorised latent tokens, halting threshold 0.025 on the VQGAN code error, AdamW. Ours: the
-    pixel target (the threshold is therefore a recipe value), continuous latent tokens, and in the recipes the
-    token counts scaled with the number of patches.
+    tokens), 12-d factorised latent tokens, AdamW. The released code halts in one of two ways: the VQGAN
+    tokenizer (the paper's main model) masks each patch with probability p, the decoder's probability of its
+    ground-truth code, wherever p >= 0.55 (Bernoulli sampling, :func:`~reprzoo.losses.adaptive_tokens.sampled_halting`);
+    the continuous VAE tokenizer masks a patch deterministically where the mean absolute error of its decoded code
+    is below 0.025 (:func:`~reprzoo.losses.adaptive_tokens.reconstructed_tokens`). Ours: the pixel target and
+    continuous latent tokens, so there is no code probability to sample on and we use the continuous variant's
+    deterministic rule with its default 0.025, applied to normalised pixels rather than VAE codes (a recipe may
+    rescale it); the released VAE code's mask assignment (``drop_mask[mask][:] = 1.``) writes into a copy and never
+    masks, we mask as the rule states; in the recipes the token counts are scaled with the number of patches.
 
     Args:
         tokens_per_rollout: latent tokens added by each rollout.
         num_rollouts: rollouts in training (and by default in ``embed``).
         token_dim: width of the factorised latent tokens the decoder reads.
         dynamic_halting: mask reconstructed patches between rollouts.
-        halting_threshold: mean absolute patch error under which a patch counts as reconstructed.
+        halting_threshold: mean absolute patch error under which a patch counts as reconstructed (the authors'
+            continuous-tokenizer default 0.025).
         rollout_weights: loss weight per rollout; ``None``: the paper's.
         kwargs: options of :class:`AdaptiveTokenizer`.
     """
@@ -224,7 +232,7 @@ class ALIT(AdaptiveTokenizer):
         num_rollouts: int = 8,
         token_dim: int = 12,
         dynamic_halting: bool = True,
-        halting_threshold: float = 0.025,
+        halting_threshold: float = ALIT_VAE_HALTING_THRESHOLD,
         rollout_weights: list[float] | None = None,
         **kwargs,
     ):

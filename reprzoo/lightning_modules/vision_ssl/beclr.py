@@ -15,7 +15,7 @@ from reprzoo.components.heads import ProjectionHead
 from reprzoo.components.memory import MemoryQueue
 from reprzoo.lightning_modules.base import EmbeddingModule, TrainingOutput
 from reprzoo.lightning_modules.registry import register_method
-from reprzoo.losses.beclr import balanced_assignments, beclr_loss, opta
+from reprzoo.losses.beclr import balanced_assignments, beclr_loss, enhance_batch, opta
 from reprzoo.metrics.evaluators import FewShotEvaluator
 from reprzoo.metrics.fewshot import FewShotAccuracy
 
@@ -121,16 +121,21 @@ def mask_patches(images: torch.Tensor, ratio: float, patch_size: int, generator:
 class BECLR(EmbeddingModule):
     """Unsupervised few-shot pretraining: a student (backbone, projector, predictor) on patch-masked views aligns
     with an EMA teacher (backbone, projector) on the unmasked views, plus a uniformity term on the student's
-    projections; the Dynamic Clustered Memory (DyCE) of teacher projections enriches each sample's positives with
-    the ``topk`` nearest members of its nearest memory cluster once ``memory_start_epoch`` has passed and the memory
-    has been clustered. At validation, N-way K-shot episodes on the query split report nearest-prototype accuracy
+    projections. Batch enhancement (as in the authors' code): three Dynamic Clustered Memories (DyCE) hold the
+    teacher projections, the student predictions and the student projections; once ``memory_start_epoch`` has
+    passed and the memories are clustered, each of these three tensors gets, per sample, the ``topk`` nearest
+    members of its nearest cluster in its own memory appended as extra, detached rows. The loss reads the enhanced
+    tensors row by row (:func:`~reprzoo.losses.beclr.beclr_loss`): a neighbour row of the predictions pairs with the
+    teacher neighbour row of the same (sample, rank) and carries no gradient, and the projections' neighbour rows
+    join the uniformity term as extra negatives. At validation, N-way K-shot episodes on the query split report nearest-prototype accuracy
     with and without OpTA (optimal-transport alignment of the prototypes to the queries).
 
     Defaults follow the authors' code and configs (ResNet-18, CIFAR-FS/miniImageNet): projector/predictor width 512,
     uniformity weight 0.1 at temperature 2, teacher EMA from 0.995, mask ratio 0.15, memory of 8192 with 200
     clusters, top-5 neighbours, enhancement from epoch 60, SGD lr 0.3 x batch/256, weight decay 1e-4, 10 warmup
-    epochs. Ours: neighbours are found before the current batch enters the memory (so a sample is not its own
-    neighbour); masks are random squares rather than blocks; the equipartition's Sinkhorn uses epsilon 0.1 (the
+    epochs. Ours: neighbours are found before the current batch enters the memories (the authors' code enqueues
+    the batch first, so a sample's nearest neighbour is usually itself); the uniformity term is computed on the
+    batch gathered from all ranks (the authors': per GPU); masks are random squares rather than blocks; the equipartition's Sinkhorn uses epsilon 0.1 (the
     configs' 1e-5 overflows and the authors' code backs off to about 0.1); OpTA's regularisation 0.05 and 100
     iterations; nearest-prototype classification in place of the authors' logistic regression.
 
@@ -141,9 +146,9 @@ class BECLR(EmbeddingModule):
         tau_base: initial EMA decay of the teacher (rises to 1 on a cosine schedule).
         mask_ratio: fraction of the student's input patches zeroed.
         mask_patch_size: side of the masked squares in pixels (16 at 224 px).
-        memory_size: DyCE memory entries.
-        num_clusters: DyCE clusters.
-        topk: neighbours added to each sample's positives.
+        memory_size: entries of each DyCE memory.
+        num_clusters: clusters of each DyCE memory.
+        topk: memory neighbours appended per sample (the enhanced batch has ``1 + topk`` times the rows).
         memory_start_epoch: first epoch of the batch enhancement.
         dyce_epsilon: entropic regularisation of the equipartitioned assignment.
         fewshot_ways, fewshot_shots, fewshot_queries, fewshot_episodes: the validation episodes.
@@ -183,7 +188,10 @@ class BECLR(EmbeddingModule):
         self.predictor = BECLRPredictionHead(proj_output_dim)
         self.teacher_backbone = copy_as_target(self.backbone)
         self.teacher_projector = copy_as_target(self.projector)
+        # DyCE memories of the teacher projections, the student predictions and the student projections
         self.memory = DynamicClusteredMemory(memory_size, proj_output_dim, num_clusters, topk, dyce_epsilon)
+        self.prediction_memory = DynamicClusteredMemory(memory_size, proj_output_dim, num_clusters, topk, dyce_epsilon)
+        self.projection_memory = DynamicClusteredMemory(memory_size, proj_output_dim, num_clusters, topk, dyce_epsilon)
         self.fewshot = FewShotAccuracy(fewshot_ways, list(fewshot_shots), fewshot_queries, fewshot_episodes)
 
     @property
@@ -205,11 +213,16 @@ class BECLR(EmbeddingModule):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         with torch.no_grad():
             t1, t2 = (self.teacher_projector(self.teacher_backbone(x)) for x in (x1, x2))
-        enhance = bool(self.memory.ready) and self.current_epoch >= hp.memory_start_epoch
-        n1, n2 = (self.memory.neighbours(t1), self.memory.neighbours(t2)) if enhance else (None, None)
-        loss = beclr_loss(p1, p2, t1, t2, z1, z2, n1, n2, hp.neg_weight, hp.temperature)
+        memories = ((self.prediction_memory, p1, p2), (self.memory, t1, t2), (self.projection_memory, z1, z2))
+        ready = all(bool(memory.ready) for memory, _, _ in memories)
+        if ready and self.current_epoch >= hp.memory_start_epoch:  # the enhanced batch: detached neighbour rows
+            enhanced = [enhance_batch(x, memory.neighbours(x.detach())) for memory, a, b in memories for x in (a, b)]
+        else:
+            enhanced = [p1, p2, t1, t2, z1, z2]
+        loss = beclr_loss(*enhanced, hp.neg_weight, hp.temperature)
         if self.training:
-            self.memory.update(torch.cat([t1, t2]))
+            for memory, a, b in memories:
+                memory.update(torch.cat([a, b]).detach())
         return TrainingOutput(loss, features=f1, embeddings=z1)
 
     # evaluation: kNN/probe from the base, plus few-shot episodes with and without OpTA on the queries

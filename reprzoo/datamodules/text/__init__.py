@@ -1,0 +1,9 @@
+"""Text datamodules and their parts: real corpora that ship offline (``corpora``), word vocabularies (``vocab``),
+word-window batches for word-embedding methods (``words``) and the inference preprocessing a pushed text model
+rebuilds (``preprocess``)."""
+
+from reprzoo.datamodules.text.sentences import TOKENIZER_FILE, Sentences, TextDataModule, TextPairs
+from reprzoo.datamodules.text.vocab import VOCAB_FILE, Vocabulary
+from reprzoo.datamodules.text.words import WordWindows
+
+__all__ = ["TOKENIZER_FILE", "VOCAB_FILE", "Sentences", "TextDataModule", "TextPairs", "Vocabulary", "WordWindows"]

@@ -1,0 +1,138 @@
+"""A text model pushed by reprzoo is used from other libraries and from the command line: a BERT sentence encoder
+through ``SentenceTransformer(path)`` (same embeddings as ``reprzoo.load(name).encode``), word vectors through
+gensim's ``load_word2vec_format``, and strings through ``reprzoo embed --text/--file``; bad text input fails in one
+line."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from reprzoo.errors import ReprzooError
+
+
+def _fit_and_push(tmp_path, model, data, name: str, tiny_trainer_kwargs):
+    from reprzoo.zoo.api import push
+
+    L.seed_everything(0)
+    trainer = L.Trainer(**tiny_trainer_kwargs)
+    trainer.fit(model, datamodule=data)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": 1},
+        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
+        "data": {"class_path": f"reprzoo.datamodules.{type(data).__name__}", "init_args": data.init_args},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    return push(run, name)
+
+
+@pytest.fixture
+def sentence_model(tmp_path, monkeypatch, tiny_trainer_kwargs):
+    from reprzoo.datamodules import TextPairs
+    from reprzoo.lightning_modules import MNRL
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    init = {"max_pairs": 400, "vocab_size": 600, "batch_size": 16, "max_length": 32}
+    data = TextPairs(**init)
+    data.init_args = init
+    model = MNRL(vocab_size=data.vocab_size, backbone="bert_tiny", backbone_kwargs={"pooling": "mean", "max_length": 32})
+    _fit_and_push(tmp_path, model, data, "mnrl-berttiny-wordnet.interop", tiny_trainer_kwargs)
+    return "mnrl-berttiny-wordnet.interop"
+
+
+TEXTS = ["a domesticated carnivorous mammal", "the act of moving quickly", "bank"]
+
+
+def test_a_pushed_sentence_encoder_loads_in_sentence_transformers(sentence_model, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    import reprzoo
+
+    encoder = reprzoo.load(sentence_model)
+    ours = encoder.encode(TEXTS)
+    folder = encoder.save_sentence_transformers(tmp_path / "st")
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(theirs.cpu(), ours, rtol=1e-4, atol=1e-5)
+
+
+def test_text_longer_than_the_model_is_truncated_and_said_once(sentence_model):
+    import reprzoo
+
+    encoder = reprzoo.load(sentence_model)
+    long = " ".join(["mammal"] * 200)
+    with pytest.warns(UserWarning, match="truncated"):
+        first = encoder.encode([long])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per model
+        again = encoder.encode([long, long + " mammal"])
+    torch.testing.assert_close(again[0], first[0])
+    torch.testing.assert_close(again[1], first[0])  # the words past the limit are not seen
+
+
+def test_bad_text_input_is_one_clear_line(sentence_model, tmp_path, capsys):
+    import reprzoo
+    from reprzoo.cli.main import main
+
+    encoder = reprzoo.load(sentence_model)
+    with pytest.raises(ReprzooError, match="empty"):
+        encoder.encode([""])
+    with pytest.raises(ReprzooError, match="not a string"):
+        encoder.encode([3])
+    unknown = encoder.encode(["\u2603\u2603 zzqx"])  # unknown tokens map to [UNK]: a vector, not an error
+    assert unknown.shape == (1, encoder.dim) and torch.isfinite(unknown).all()
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9\n".encode("latin-1"))
+    assert main(["embed", sentence_model, "--file", str(bad)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    good = tmp_path / "lines.txt"
+    good.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    out = tmp_path / "e.npy"
+    assert main(["embed", sentence_model, "--file", str(good), "--out", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out), encoder.encode(TEXTS).numpy(), rtol=1e-5, atol=1e-6)
+    assert main(["embed", sentence_model, "--text", "a dog", "--text", "a cat"]) == 0
+    assert "'a dog'" in capsys.readouterr().out
+
+
+def test_a_tokenizer_missing_from_a_repo_is_one_line(sentence_model):
+    import reprzoo
+    from reprzoo.zoo.api import home_hub
+
+    folder = home_hub().find_revision(sentence_model, verify=False)
+    (folder / "tokenizer.json").chmod(0o644)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ReprzooError, match="tokenizer.json"):
+        reprzoo.load(sentence_model).encode(TEXTS)
+
+
+def test_word_vectors_round_trip_through_gensim(tmp_path, monkeypatch, tiny_trainer_kwargs):
+    from gensim.models import KeyedVectors
+
+    import reprzoo
+    from reprzoo.datamodules import WordWindows
+    from reprzoo.lightning_modules import SkipGramNegativeSampling
+
+    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
+    init = {"corpus": "lee", "batch_size": 256}
+    data = WordWindows(**init)
+    data.init_args = init
+    model = SkipGramNegativeSampling(vocab_size=data.vocab_size, dim=16)
+    _fit_and_push(tmp_path, model, data, "sgns-table-lee.interop", tiny_trainer_kwargs)
+    encoder = reprzoo.load("sgns-table-lee.interop")
+    kv = KeyedVectors.load_word2vec_format(str(encoder.save_word2vec_format(tmp_path / "vectors.txt")))
+    assert len(kv.index_to_key) == data.vocab_size
+    ours = encoder.encode(["government", "minister"])
+    np.testing.assert_allclose(kv["government"], ours[0].numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ReprzooError, match="is in the vocabulary of"):
+        encoder.encode(["zzqxv"])
