@@ -68,7 +68,9 @@ def quality(vectors: np.ndarray, words: list[str]) -> dict[str, float]:
 def run_gensim(model: str, sentences: list[list[str]], args, tokens: int) -> dict[str, Any]:
     from gensim.models import FastText, Word2Vec
 
-    common = dict(vector_size=args.dim, window=5, min_count=5, sample=1e-3, negative=5, hs=0, workers=args.threads, seed=args.seed)
+    common = dict(
+        vector_size=args.dim, window=5, min_count=5, sample=1e-3, negative=5, hs=0, workers=args.threads, seed=args.seed
+    )
     if model == "fasttext":
         m = FastText(sg=1, min_n=3, max_n=6, bucket=200000, **{**common, "sample": 1e-4})
     else:
@@ -78,7 +80,13 @@ def run_gensim(model: str, sentences: list[list[str]], args, tokens: int) -> dic
     m.train(sentences, total_examples=len(sentences), epochs=args.epochs)
     seconds = time.perf_counter() - started
     words = list(m.wv.index_to_key)
-    return {"library": "gensim", "seconds": round(seconds, 2), "words_per_s": round(tokens * args.epochs / seconds), "vocab": len(words), **quality(m.wv.vectors, words)}
+    return {
+        "library": "gensim",
+        "seconds": round(seconds, 2),
+        "words_per_s": round(tokens * args.epochs / seconds),
+        "vocab": len(words),
+        **quality(m.wv.vectors, words),
+    }
 
 
 def run_reprzoo(model: str, args, tokens: int) -> dict[str, Any]:
@@ -104,7 +112,12 @@ def run_reprzoo(model: str, args, tokens: int) -> dict[str, Any]:
         method = SkipGramNegativeSampling(vocab_size=data.vocab_size, dim=args.dim)
     elif model == "cbow":
         method = Word2Vec(
-            vocab_size=data.vocab_size, dim=args.dim, architecture="cbow", objective="negative_sampling", shared_negatives=64, lr=0.05
+            vocab_size=data.vocab_size,
+            dim=args.dim,
+            architecture="cbow",
+            objective="negative_sampling",
+            shared_negatives=64,
+            lr=0.05,
         )
     else:
         method = FastText(vocab_size=data.vocab_size, dim=args.dim, **subwords)

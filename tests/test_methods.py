@@ -30,13 +30,13 @@ def get_method_info(method: str):
 SMOKE_DATASETS = {"text": "wordnet"}
 SMOKE_DATA_OVERRIDES = {  # datamodule class -> options of a CPU-sized run
     "WordWindows": {"max_sentences": 3000},
-    "Sentences": {"max_texts": 2000, "vocab_size": 2000},
-    "TextPairs": {"max_pairs": 3000, "vocab_size": 2000},
+    "Sentences": {"max_texts": 2000},
+    "TextPairs": {"max_pairs": 3000},
 }
 LEARNING_DATA_OVERRIDES = {  # the learning tests' share of the real text (the recipes train on all of it)
     "WordWindows": {"max_sentences": 30000},
-    "Sentences": {"max_texts": 20000, "vocab_size": 4000},
-    "TextPairs": {"max_pairs": 20000, "vocab_size": 4000},
+    "Sentences": {"max_texts": 20000},
+    "TextPairs": {"max_pairs": 20000},
 }
 
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from reprzoo.datamodules.text.vocab import Vocabulary
-from reprzoo.errors import ReprzooError
 from reprzoo.datamodules.text.words import WindowBatches
+from reprzoo.errors import ReprzooError
 from reprzoo.losses.word2vec import full_softmax_loss, hierarchical_softmax_loss, huffman_tree, negative_sampling_loss
 from reprzoo.metrics.text import analogy_accuracy, document_similarity_pearson, word_pair_spearman
 

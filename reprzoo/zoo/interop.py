@@ -20,8 +20,6 @@ def save_sentence_transformers(encoder, path: str | Path) -> Path:
     as a sentence-transformers folder: ``modules.json`` with a ``Transformer`` module (``0_Transformer``: the
     ``BertModel``'s config and weights and the model's ``tokenizer.json``) and a ``Pooling`` module
     (``1_Pooling``). ``SentenceTransformer(path).encode(texts)`` then gives ``encoder.encode(texts)``."""
-    from safetensors.torch import save_file
-
     from reprzoo.backbones.text import TransformerEncoder
 
     module = encoder.encoder
@@ -35,6 +33,19 @@ def save_sentence_transformers(encoder, path: str | Path) -> Path:
         raise ReprzooError(f"{encoder.name} has no tokenizer.json to export (its text preprocessing is {pre.get('tokenizer')!r})")
     tokenizer_json = encoder.preprocessing_file(pre["file"]).read_bytes()
     max_length = min(int(pre.get("max_length", module.max_length)), module.max_length)
+    note = f"Exported by reprzoo from `{encoder.source}` (revision {encoder.revision}); see that model's card for how it was trained and measured."
+    return write_sentence_transformers(module, tokenizer_json, max_length, path, encoder.name, note)
+
+
+def write_sentence_transformers(
+    module, tokenizer_json: bytes, max_length: int, path: str | Path, name: str, note: str = ""
+) -> Path:
+    """The sentence-transformers folder of a :class:`~reprzoo.backbones.text.TransformerEncoder` and its
+    tokenizer (what :func:`save_sentence_transformers` writes for a loaded model)."""
+    from safetensors.torch import save_file
+
+    if module.pooling not in POOLING_MODES:
+        raise ReprzooError(f"pooling {module.pooling!r} has no sentence-transformers Pooling mode")
     out = Path(path)
     transformer, pooling = out / "0_Transformer", out / "1_Pooling"
     transformer.mkdir(parents=True, exist_ok=True)
@@ -60,11 +71,7 @@ def save_sentence_transformers(encoder, path: str | Path) -> Path:
     ]
     atomic_write_text(out / "modules.json", json.dumps(modules, indent=2) + "\n")
     atomic_write_text(out / "config_sentence_transformers.json", json.dumps({"similarity_fn_name": "cosine"}) + "\n")
-    atomic_write_text(
-        out / "README.md",
-        f"# {encoder.name}\n\nExported by reprzoo from `{encoder.source}` (revision {encoder.revision}); "
-        "see that model's card for how it was trained and measured.\n",
-    )
+    atomic_write_text(out / "README.md", f"# {name}\n\n{note}\n")
     return out
 
 
@@ -79,10 +86,12 @@ def save_word2vec_format(encoder, path: str | Path) -> Path:
         raise ReprzooError(f"{encoder.name} is not a word-vector model (its text preprocessing is {tokenizer.kind})")
     device = next(encoder.encoder.parameters()).device
     with torch.no_grad():
-        vectors = torch.cat([encoder.embed(torch.arange(s, min(s + 8192, len(words)), device=device)) for s in range(0, len(words), 8192)])
+        vectors = torch.cat(
+            [encoder.embed(torch.arange(s, min(s + 8192, len(words)), device=device)) for s in range(0, len(words), 8192)]
+        )
     lines = [f"{len(words)} {vectors.shape[1]}"]
     lines += [w + " " + " ".join(f"{v:.6g}" for v in row) for w, row in zip(words, vectors.cpu().tolist())]
     return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
-__all__ = ["save_sentence_transformers", "save_word2vec_format"]
+__all__ = ["save_sentence_transformers", "save_word2vec_format", "write_sentence_transformers"]

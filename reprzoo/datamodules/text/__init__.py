@@ -3,7 +3,17 @@ word-window batches for word-embedding methods (``words``) and the inference pre
 rebuilds (``preprocess``)."""
 
 from reprzoo.datamodules.text.sentences import TOKENIZER_FILE, Sentences, TextDataModule, TextPairs
+from reprzoo.datamodules.text.topics import TopicSentences
 from reprzoo.datamodules.text.vocab import VOCAB_FILE, Vocabulary
 from reprzoo.datamodules.text.words import WordWindows
 
-__all__ = ["TOKENIZER_FILE", "VOCAB_FILE", "Sentences", "TextDataModule", "TextPairs", "Vocabulary", "WordWindows"]
+__all__ = [
+    "TOKENIZER_FILE",
+    "VOCAB_FILE",
+    "Sentences",
+    "TextDataModule",
+    "TextPairs",
+    "TopicSentences",
+    "Vocabulary",
+    "WordWindows",
+]
