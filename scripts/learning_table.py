@@ -33,10 +33,12 @@ def text_table(folder: Path) -> str:
     ]
     for r in _rows(folder, knn=False):
         options = ", ".join(f"{k}={v}" for k, v in (r.get("data_options") or {}).items())
-        learns = "yes" if r["trained"] > r["random_init"] + r["bar"] else "**no**"
+        bar = r["bar"]  # a negative bar: lower is better (a held-out loss)
+        learned = r["trained"] < r["random_init"] + bar if bar < 0 else r["trained"] > r["random_init"] + bar
+        learns = "yes" if learned else "**no**"
         lines.append(
             f"| {r['method']} | {r['title']} | `{r['recipe']}` | {r['dataset']} ({options}) | {r['epochs']} | "
-            f"`{r['metric']}` | {r['random_init']:.3f} | {r['trained']:.3f} | +{r['bar']:.2f} | {learns} | {r['train_seconds']:.0f} |"
+            f"`{r['metric']}` | {r['random_init']:.3f} | {r['trained']:.3f} | {r['bar']:+.2f} | {learns} | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines)
 

@@ -528,3 +528,167 @@ def test_default_root_dir_is_where_runs_go(tmp_path, monkeypatch):
     assert Path(built.trainer.logger.save_dir) == tmp_path / "elsewhere"
     explicit = cli_main([*FIT, "--trainer.default_root_dir=x", f"--trainer.logger.init_args.save_dir={tmp_path / 'mine'}"])
     assert Path(explicit.trainer.logger.save_dir) == tmp_path / "mine"  # an explicit save_dir still wins
+
+
+# ================================================================================================== defaults that fit the data
+def _png_folder(root: Path, side: int = 32, per_class: int = 4) -> Path:
+    """``root/{train,val}/{a,b}/*.png``: a few ``side`` x ``side`` images."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c, cls in enumerate(("a", "b")):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (side, side), color=(60 * i, 200 * c, 50)).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_image_folder_infers_its_image_size_from_the_images(tmp_path, capsys):
+    """A folder of 32-px images trains at 32 px, not ImageFolder's old fixed default of 224 (a 49-fold memory blow-up
+    with a CIFAR-stem backbone), and says so; a given size that upscales them more than 2x is warned about."""
+    from reprzoo.datamodules import ImageFolder
+
+    root = _png_folder(tmp_path / "images")
+    dm = ImageFolder(root=str(root), batch_size=2, num_workers=0)
+    assert dm.image_size == 32 and dm.preprocessing()["image_size"] == 32
+    err = capsys.readouterr().err
+    assert "image_size 32 px, inferred from 8 training images" in err and "--data.image_size" in err
+    views, _, _ = next(iter(dm.train_dataloader()))
+    assert views[0].shape == (2, 3, 32, 32)
+
+    assert ImageFolder(root=str(root), image_size=224).image_size == 224  # a given size is kept
+    err = capsys.readouterr().err
+    assert "warning" in err and "upscales the training images 7.0x" in err and "--data.image_size 32" in err
+    ImageFolder(root=str(root), image_size=48)  # 1.5x: no warning
+    assert "upscales" not in capsys.readouterr().err
+
+
+def test_memory_estimate_scales_with_pixels_and_leaves_the_model_as_it_was():
+    from reprzoo.datamodules import SyntheticImages
+    from reprzoo.lightning_modules import SimSiam
+    from reprzoo.training.memory import estimate_training_memory
+
+    model = SimSiam(backbone="resnet_tiny_cifar", num_classes=4, proj_hidden_dim=32, proj_output_dim=32, pred_hidden_dim=8)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    small = estimate_training_memory(model, SyntheticImages(image_size=32, batch_size=64))
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's random stream is untouched
+    large = estimate_training_memory(model, SyntheticImages(image_size=224, batch_size=64))
+    assert small.views == [(3, 32, 32)] * 2 and large.views == [(3, 224, 224)] * 2
+    assert 40 < large.per_sample / small.per_sample < 60  # activations grow with the pixels: 49x
+    assert small.per_sample > 0 and large.total > 40 * small.total / 2
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())  # batch-norm statistics restored
+    assert model.training
+
+
+def test_a_run_that_cannot_fit_in_memory_fails_early_with_an_estimate(tmp_path, capsys, monkeypatch):
+    """cifar10/simsiam on an ImageFolder at 224 px was killed by the kernel with no message: a training step that
+    cannot fit in the available memory now fails before training, in one line naming the estimate, the memory
+    available and what to change; no run folder is left behind."""
+    import reprzoo.training.memory as memory
+
+    root = _png_folder(tmp_path / "images")
+    monkeypatch.setattr(memory, "available_memory", lambda: 64 * 2**20)  # a machine with 64 MB free
+    argv = [
+        "fit",
+        "--config=cifar10/simsiam",
+        "--data=ImageFolder",
+        f"--data.root={root}",
+        "--data.image_size=224",
+        "--data.batch_size=4",
+        "--data.num_workers=0",
+        "--model.backbone=resnet_tiny_cifar",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+    ]
+    assert cli(*argv) == 2
+    line = one_line_error(capsys)
+    assert "needs at least" in line and "GB of memory" in line and "0.1 GB is available" in line, line
+    assert "--data.image_size (now 224)" in line and "--data.batch_size" in line
+    assert not (tmp_path / "runs" / "simsiam").exists() or not list((tmp_path / "runs" / "simsiam").iterdir())
+    monkeypatch.setenv(memory.SKIP_ENV, "1")  # the way out for a machine with swap: the check is skipped
+    from reprzoo.cli.training import ReprzooCLI
+
+    calls = []
+    monkeypatch.setattr(ReprzooCLI, "fit", lambda self, *a, **k: calls.append(1), raising=False)
+    assert cli(*argv) == 0 and calls == [1]
+
+
+def test_the_knn_monitor_caps_k_by_the_class_sizes():
+    """k=200 on a bank of 15 samples per class votes with mostly other classes' samples: k is capped by the
+    (median) class size of the bank, the accuracy is the one computed with that k, and the k used is logged."""
+    from reprzoo.metrics.evaluators import KNNEvaluator
+    from reprzoo.metrics.knn import KNNAccuracy, weighted_knn_predict
+
+    g = torch.Generator().manual_seed(0)
+    classes, per_class, dim = 4, 15, 8
+    centres = torch.randn(classes, dim, generator=g)
+    bank_labels = torch.arange(classes).repeat_interleave(per_class)
+    bank = centres[bank_labels] + 1.5 * torch.randn(len(bank_labels), dim, generator=g)
+    query_labels = torch.arange(classes).repeat(25)
+    query = centres[query_labels] + 1.5 * torch.randn(len(query_labels), dim, generator=g)
+
+    metric = KNNAccuracy(classes, k=200)
+    metric.update(bank, bank_labels, bank=True)
+    metric.update(query, query_labels)
+    accuracy = metric.compute()
+    assert metric.k_used == per_class
+    capped = (weighted_knn_predict(query, bank, bank_labels, classes, k=per_class) == query_labels).float().mean()
+    assert torch.equal(accuracy, capped)
+
+    logged = {}
+    evaluator = KNNEvaluator(metric)
+    evaluator.compute_and_log(lambda key, value: logged.__setitem__(key, value), "val", None)
+    assert logged["val/knn_k"] == per_class and torch.equal(logged["val/knn_top1"], capped)
+    small = KNNAccuracy(classes, k=5)  # a k below the class sizes is kept
+    small.update(bank, bank_labels, bank=True)
+    small.update(query, query_labels)
+    small.compute()
+    assert small.k_used == 5
+
+
+# ================================================================================================== start-up noise
+STARTUP_NOISE = (
+    "LightningCLI's args parameter",  # LightningCLI warns when given args while sys.argv has some
+    "litlogger",  # Lightning's "💡 Tip: For seamless cloud logging ..."
+    "LeafSpec",  # torch's pytree deprecation, hit by Lightning's helpers
+    "Embedding dir exists",  # tensorboard's add_embedding at a step it wrote already
+)
+
+
+def test_a_fit_prints_no_library_noise(tmp_path, capsys, monkeypatch):
+    """Every command printed warnings and tips the user can do nothing about; they are dropped while the command
+    runs (and only then: library users keep their warnings and Lightning's logging)."""
+    import logging
+    import warnings
+
+    from reprzoo.cli.training import cli_main
+
+    monkeypatch.setenv("REPRZOO_SMOKE", "1")
+    argv = ["fit", "--config", "digits/simsiam", f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", ["reprzoo", *argv])  # as from the command line
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    lightning_logger.addHandler(handler)
+    filters_before = list(warnings.filters)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cli_main(argv)
+            filters_inside = list(warnings.filters)
+    finally:
+        lightning_logger.removeHandler(handler)
+    out = capsys.readouterr()
+    text = "\n".join([out.out, out.err, *(r.getMessage() for r in records), *(str(w.message) for w in caught)])
+    assert "Trainer.fit` stopped" in text or (tmp_path / "simsiam" / "version_0" / "metrics.json").is_file()
+    for noise in STARTUP_NOISE:
+        assert noise not in text, noise
+    assert list(warnings.filters) == filters_before and filters_inside[0] == ("always", None, Warning, None, 0)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert not rank_zero.filters  # the tip's filter is gone with the command

@@ -40,7 +40,14 @@ LEARNING_DATA_OVERRIDES = {  # the learning tests' share of the real text (the r
 }
 
 
+#: recipe folders of text methods besides wordnet/ (a method's data decides: sentiment-labelled sentences)
+TEXT_RECIPE_FOLDERS = ("wordnet", "polarity")
+
+
 def recipe_dataset(method: str) -> str:
+    if get_method_info(method).modality == "text":
+        recipes = list_recipes()
+        return next((d for d in TEXT_RECIPE_FOLDERS if f"{d}/{method.lower()}" in recipes), "wordnet")
     return SMOKE_DATASETS.get(get_method_info(method).modality, "digits")
 
 
@@ -244,26 +251,48 @@ def test_directpred_stopgrad_variant_has_no_target():
 # method -> reason, for a recipe known to miss the bar (a non-strict xfail). Empty: every recipe clears it at the
 # test's seed 0. KARL's is seed-dependent (kNN +0.084, +0.044 and -0.047 after 8 epochs for seeds 0, 1 and 2, lr
 # 3e-4): the test checks seed 0, and the README says so.
-LEARNING_KNOWN_FAILURES: dict[str, str] = {}
+# Text methods (measured on the 2-core CPU with other jobs running; the numbers are the datamodule's metric at
+# random init -> trained, README's text table has the full-tier measurements):
+LEARNING_KNOWN_FAILURES: dict[str, str] = {
+    "Sent2Vec": "val/lee_pearson falls below random init (0.11 -> 0.01-0.05, lr 0.02-0.5, Adam): mean word vectors "
+    "of an untrained table already score 0.11 from word overlap, and after training frequent words dominate every mean",
+    "TransEncoder": "val/mrr@10 +0.021 (0.028 -> 0.049, 2 epochs): from scratch, the cross-encoder's pseudo-labels are "
+    "weaker than the bi-encoder's cosines; the paper starts both from pretrained models",
+    "DSE": "val/mrr@10 +0.036 (0.033 -> 0.069, 2 epochs, 8,000-token vocabulary; +0.067 with 4,000): below the +0.05 bar",
+    "DefSentPlus": "val/mrr@10 +0.022 (0.029 -> 0.052): entries are their lemma line's encoding, not the mean of their "
+    "definitions (one definition per entry in TextPairs), and the loss stays above ln N",
+    "CVIB": "val/knn_top1 0.377 -> 0.377: 139 labelled polarity sentences are too few to train an encoder from scratch",
+}
+#: text methods whose learning test runs in the quick tier (``make test``): measured to clear their bar there in
+#: about a minute or two. The other text methods' learning tests run in the full tier (``make learning-table``,
+#: ``REPRZOO_LEARNING_TIER=full``): each takes 5-10 minutes of the 2-core CPU (transformer encoders, full-softmax
+#: document vectors) or misses its bar (above).
+QUICK_TEXT_LEARNING = {"SkipGramNegativeSampling", "FastText", "ContrastiveWordModel", "RCNN", "AriEL"}
+
+
+def _learning_param(m: str):
+    marks = []
+    if m in LEARNING_KNOWN_FAILURES:
+        marks.append(pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
+    if get_method_info(m).modality == "text" and m not in QUICK_TEXT_LEARNING:
+        marks.append(
+            pytest.mark.skipif(
+                os.environ.get("REPRZOO_LEARNING_TIER", "quick") != "full" and not os.environ.get("REPRZOO_LEARNING_EPOCHS"),
+                reason="a text method's learning test of the full tier (make learning-table): minutes of CPU",
+            )
+        )
+    return pytest.param(m, marks=marks)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method",
-    [
-        pytest.param(m, marks=pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
-        if m in LEARNING_KNOWN_FAILURES
-        else m
-        for m in METHOD_NAMES
-    ],
-)
+@pytest.mark.parametrize("method", [_learning_param(m) for m in METHOD_NAMES])
 def test_learns_on_digits(method, tmp_path):
     """The method's small-data recipe (digits; WordNet for text; at most LEARNING_EPOCHS epochs) lifts its wing's
     metric (kNN top-1; word similarity, document similarity or retrieval for text) clearly above the same encoder
     at random init."""
     L.seed_everything(0)
     model, data, recipe = build_from_recipe(method, batch_size=None, learning=True)
-    metric, bar = learning_metric(data)
+    metric, bar = LEARNING_METRIC_BY_METHOD.get(method) or learning_metric(data)
     epochs = learning_epochs(method, recipe)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -281,7 +310,8 @@ def test_learns_on_digits(method, tmp_path):
     trainer.fit(model, datamodule=data)
     trained = trainer.callback_metrics[metric].item()
     record_learning(method, recipe, epochs, baseline, trained, time.perf_counter() - started, metric, bar)
-    assert trained > baseline + bar, f"{method}: {metric} {baseline:.3f} at init, {trained:.3f} after training"
+    learned = trained < baseline + bar if bar < 0 else trained > baseline + bar
+    assert learned, f"{method}: {metric} {baseline:.3f} at init, {trained:.3f} after training (margin {bar:+.2f})"
 
 
 #: datamodule class -> (the metric a learning test compares with random init, the margin it must clear)
@@ -289,6 +319,13 @@ LEARNING_METRICS = {
     "WordWindows": ("val/wordsim353_spearman", 0.10),
     "TextPairs": ("val/mrr@10", 0.05),
 }
+
+
+#: methods whose learning shows in their own held-out objective, not in their datamodule's similarity metric:
+#: method -> (metric, margin); a negative margin means lower is better (the trained value must fall below the
+#: value at init by at least its size). AriEL's space codes a sentence's tokens by its language model's
+#: probabilities (a volume per sentence), not its meaning: its held-out next-token loss is what it learns.
+LEARNING_METRIC_BY_METHOD = {"AriEL": ("val/lm_nll", -0.5)}
 
 
 def learning_metric(data) -> tuple[str, float]:

@@ -8,10 +8,13 @@ exit with status 2; set ``REPRZOO_DEBUG=1`` for the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
-from typing import Callable
+import warnings
+from typing import Callable, Iterator
 
 from reprzoo.errors import ReprzooError
 
@@ -151,7 +154,58 @@ def _load_extra_commands() -> None:
         EXTRA_COMMANDS.append(zoo_commands.register)
 
 
+#: Warnings of the libraries under the command that are not the user's concern (message regex, category), dropped
+#: while a ``reprzoo`` command runs (:func:`quiet_startup`); code importing reprzoo as a library still sees them.
+STARTUP_NOISE_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    # LightningCLI(args=...) while sys.argv has arguments: the command passes its own (resolved) argv on purpose
+    (r"LightningCLI's args parameter is intended to run from within Python", Warning),
+    # torch's pytree deprecations hit by lightning's own pytree helpers (lightning/pytorch/utilities/_pytree.py)
+    (r".*\bLeafSpec\b.*deprecated", FutureWarning),
+    (r".*\bLeafSpec\b.*deprecated", DeprecationWarning),
+)
+#: Informational log lines of Lightning dropped while a command runs: (logger name, text the message contains).
+STARTUP_NOISE_LOGS: tuple[tuple[str, str], ...] = (
+    # "💡 Tip: For seamless cloud logging ... try installing [litlogger]" (logger_connector.py, rank_zero_info)
+    ("lightning.pytorch.utilities.rank_zero", "litlogger"),
+    ("lightning.fabric.utilities.rank_zero", "litlogger"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragment: str):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            return self.fragment not in record.getMessage()
+        except Exception:  # a record whose arguments do not format: not ours to judge
+            return True
+
+
+@contextlib.contextmanager
+def quiet_startup() -> Iterator[None]:
+    """While a command runs: drop :data:`STARTUP_NOISE_WARNINGS` and :data:`STARTUP_NOISE_LOGS` (library noise a
+    user can do nothing about). Scoped to the command, not set at import: library users keep every warning."""
+    filters = [(logging.getLogger(name), _DropMessages(fragment)) for name, fragment in STARTUP_NOISE_LOGS]
+    with warnings.catch_warnings():
+        for message, category in STARTUP_NOISE_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        for logger, log_filter in filters:
+            logger.addFilter(log_filter)
+        try:
+            yield
+        finally:
+            for logger, log_filter in filters:
+                logger.removeFilter(log_filter)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with quiet_startup():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in ("fit", "validate", "test", "predict"):

@@ -227,6 +227,13 @@ class ReprzooCLI(LightningCLI):
         if self.subcommand == "fit" and config.get("resume"):
             self._resume(config, logger)
 
+    def before_fit(self) -> None:
+        """A CPU image run whose training step cannot fit in memory fails here with one line (the estimate, the
+        memory available, what to change) instead of being killed by the kernel mid-step."""
+        from reprzoo.training.memory import check_training_memory
+
+        check_training_memory(self.model, self.datamodule, self.trainer)
+
     def _default_max_epochs(self, config) -> None:
         """A fit without a recipe trains :data:`DEFAULT_MAX_EPOCHS` epochs, not Lightning's 1000, and says so."""
         trainer = config.trainer
@@ -516,10 +523,13 @@ def use_atomic_checkpoint_io(trainer) -> None:
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> ReprzooCLI:
     """Entry point for tests and scripts: ``cli_main(["fit", "--config", "digits/simsiam"])``."""
+    from reprzoo.cli.main import quiet_startup
+
     if args is not None:
         args = _check_class_names(args)
     try:
-        return ReprzooCLI(args=args, run=run)
+        with quiet_startup():  # library noise a user can do nothing about (also when called in-process)
+            return ReprzooCLI(args=args, run=run)
     except SIGTERMException as err:  # a SystemExit: without a code a preempted run would exit with status 0
         if err.code in (None, 0):
             err.code = preempted_exit_code()

@@ -117,7 +117,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                     dim=config["architecture"]["embedding_dim"],
                     dataset=config["training"]["data"]["class_path"].rsplit(".", 1)[-1],
                     metrics={k: config["metrics"][k] for k in SUMMARY_METRICS if k in config.get("metrics", {})},
-                    knn_k=(config["method"].get("init_args") or {}).get("knn_k", 200),  # kNN values differ with k
+                    knn_k=int(  # kNN values differ with k: the k measured with (capped by class sizes), else the setting
+                        (config.get("metrics") or {}).get("val/knn_k")
+                        or (config["method"].get("init_args") or {}).get("knn_k", 200)
+                    ),
                 )
             except (ReprzooError, KeyError, TypeError, AttributeError) as err:  # one broken entry: list the others
                 problem = str(err) if isinstance(err, ReprzooError) else f"config.json lacks or mistypes {err}"

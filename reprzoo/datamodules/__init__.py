@@ -15,7 +15,15 @@ from reprzoo.datamodules.images import (
 from reprzoo.datamodules.incremental import ClassIncremental
 from reprzoo.datamodules.random_fields import RandomFieldTransform, RandomFieldViewsTransform  # registers "random_field"
 from reprzoo.datamodules.sequences import GeneratedFrames, SyntheticTimeSeries, TimeSeriesTransform
-from reprzoo.datamodules.text import Sentences, TextDataModule, TextPairs, TopicSentences, Vocabulary, WordWindows
+from reprzoo.datamodules.text import (
+    PolaritySentences,
+    Sentences,
+    TextDataModule,
+    TextPairs,
+    TopicSentences,
+    Vocabulary,
+    WordWindows,
+)
 from reprzoo.datamodules.transforms import (
     BYOLTransform,
     MultiCropTransform,
@@ -28,6 +36,7 @@ from reprzoo.datamodules.transforms import (
 )
 
 __all__ = [
+    "PolaritySentences",
     "Sentences",
     "TextDataModule",
     "TextPairs",

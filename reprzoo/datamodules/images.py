@@ -267,24 +267,114 @@ class STL10(ImageDataModule):
         return self._torchvision(datasets.STL10, split="train+unlabeled"), self._torchvision(datasets.STL10, split="test")
 
 
-class ImageFolder(ImageDataModule):
-    """Any folder laid out as ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` (ImageNet style)."""
+#: Side of the images an ImageFolder infers at most: ImageNet's training size (larger photos are cropped to it).
+MAX_INFERRED_IMAGE_SIZE = 224
+#: Image sizes an ImageFolder infers are multiples of this (the strides of CNN stems, ViT patches of 8).
+IMAGE_SIZE_MULTIPLE = 8
+#: Upscaling factor of the images above which a given ``image_size`` is warned about.
+UPSCALE_WARNING = 2.0
 
-    def __init__(self, root: str, train_dir: str = "train", val_dir: str = "val", **kwargs):
+
+def sample_image_sides(folder: Path, max_files: int = 64) -> list[int]:
+    """The shorter sides of up to ``max_files`` images of ``folder/<class>/``: classes spread evenly over the sorted
+    class folders, the first files (sorted) of each, so the same folder gives the same sample and a folder of a
+    million images is not listed whole. Read from the file headers only (PIL opens lazily); unreadable files are
+    skipped."""
+    import math
+    import os
+
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    classes = sorted(d for d in folder.iterdir() if d.is_dir())
+    if len(classes) > max_files:
+        classes = [classes[int(i * len(classes) / max_files)] for i in range(max_files)]
+    per_class = math.ceil(max_files / max(len(classes), 1))
+    files: list[Path] = []
+    for directory in classes:
+        found: list[Path] = []
+        for parent, dirs, names in os.walk(directory):  # torchvision's ImageFolder also reads nested folders
+            dirs.sort()
+            found += [Path(parent, n) for n in sorted(names) if Path(n).suffix.lower() in IMG_EXTENSIONS]
+            if len(found) >= per_class:
+                break
+        files += found[:per_class]
+    sides = []
+    for path in files[:max_files]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except (OSError, ValueError):
+            continue
+    return sides
+
+
+def infer_image_size(sides: Sequence[int]) -> int:
+    """The training size for images of these shorter sides: their median, rounded to the nearest multiple of
+    :data:`IMAGE_SIZE_MULTIPLE` (at least one multiple), at most :data:`MAX_INFERRED_IMAGE_SIZE`."""
+    median = float(np.median(np.asarray(sides, dtype=float)))
+    rounded = max(IMAGE_SIZE_MULTIPLE, int(median / IMAGE_SIZE_MULTIPLE + 0.5) * IMAGE_SIZE_MULTIPLE)
+    return min(rounded, MAX_INFERRED_IMAGE_SIZE)
+
+
+class ImageFolder(ImageDataModule):
+    """Any folder laid out as ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` (ImageNet style).
+
+    ``image_size`` ``None`` (the default) is inferred from the training images: the median shorter side of a
+    sample of 64 files (:func:`sample_image_sides`), rounded to a multiple of 8, at most 224
+    (:func:`infer_image_size`); one line on stderr says what was chosen. A given size that upscales the images more than 2x is warned about (memory and compute
+    grow with its square: a folder of 32-px images trained at 224 px needs 49 times the memory).
+    """
+
+    def __init__(self, root: str, train_dir: str = "train", val_dir: str = "val", image_size: int | None = None, **kwargs):
         if kwargs.get("augment_on") == "device":
             raise ReprzooError(
                 "ImageFolder does not support augment_on='device': its images come in different sizes and are "
                 "decoded one by one; use augment_on='cpu' (the default)"
             )
-        super().__init__(root=root, **kwargs)
+        base = Path(root).expanduser()
         for sub in (train_dir, val_dir):
-            if not (self.root / sub).is_dir():
+            if not (base / sub).is_dir():
                 raise ReprzooError(
-                    f"dataset path {self.root / sub} does not exist; ImageFolder expects "
-                    f"{self.root}/{train_dir}/<class>/<image> and {self.root}/{val_dir}/<class>/<image>"
+                    f"dataset path {base / sub} does not exist; ImageFolder expects "
+                    f"{base}/{train_dir}/<class>/<image> and {base}/{val_dir}/<class>/<image>"
                 )
+        image_size = self._image_size(base / train_dir, image_size)
+        super().__init__(root=root, image_size=image_size, **kwargs)
         self.train_dir, self.val_dir = train_dir, val_dir
         self.num_classes = len([p for p in (self.root / train_dir).iterdir() if p.is_dir()])
+
+    def _image_size(self, train: Path, image_size: int | None) -> int:
+        """``image_size``, or the one inferred from the training images when it is ``None``; says which on stderr
+        and warns when a given size upscales the images more than :data:`UPSCALE_WARNING` times."""
+        import sys
+
+        sides = sample_image_sides(train)
+        if not sides:
+            if image_size is None:
+                print(
+                    f"reprzoo: ImageFolder: no readable image under {train} to infer the image size from; using "
+                    f"{self.default_image_size} px (set --data.image_size)",
+                    file=sys.stderr,
+                )
+            return image_size or self.default_image_size
+        median = float(np.median(sides))
+        if image_size is None:
+            image_size = infer_image_size(sides)
+            print(
+                f"reprzoo: ImageFolder: image_size {image_size} px, inferred from {len(sides)} training images "
+                f"(median shorter side {median:g} px); set --data.image_size to change it",
+                file=sys.stderr,
+            )
+        elif image_size > UPSCALE_WARNING * median:
+            print(
+                f"reprzoo: warning: ImageFolder: image_size {image_size} px upscales the training images "
+                f"{image_size / median:.1f}x (median shorter side {median:g} px over {len(sides)} sampled): memory "
+                f"and compute grow {(image_size / median) ** 2:.0f}-fold for no detail; --data.image_size "
+                f"{infer_image_size(sides)} matches the images",
+                file=sys.stderr,
+            )
+        return image_size
 
     def _splits(self):
         from torchvision import datasets
@@ -302,4 +392,6 @@ __all__ = [
     "SyntheticImages",
     "TensorImageDataset",
     "as_tensor_images",
+    "infer_image_size",
+    "sample_image_sides",
 ]

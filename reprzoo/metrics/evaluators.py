@@ -171,7 +171,8 @@ class Evaluator(abc.ABC):
 
 
 class KNNEvaluator(Evaluator):
-    """Weighted kNN top-1 of the queries against the labelled bank: ``{stage}/knn_top1`` (:class:`KNNAccuracy`)."""
+    """Weighted kNN top-1 of the queries against the labelled bank: ``{stage}/knn_top1`` (:class:`KNNAccuracy`),
+    and the k it used (``k`` capped by the bank's class sizes) as ``{stage}/knn_k``."""
 
     def __init__(self, metric: KNNAccuracy):
         self.metric = metric
@@ -185,6 +186,8 @@ class KNNEvaluator(Evaluator):
     def compute_and_log(self, log_fn, stage, module) -> None:
         if self.metric.update_called:
             log_fn(f"{stage}/knn_top1", self.metric.compute())
+            if self.metric.k_used is not None:  # None: no bank or no queries (the accuracy is nan)
+                log_fn(f"{stage}/knn_k", float(self.metric.k_used))
 
 
 class NestedKNNEvaluator(KNNEvaluator):
@@ -198,6 +201,8 @@ class NestedKNNEvaluator(KNNEvaluator):
             for m, accuracy in self.metric.prefix_accuracies.items():
                 log_fn(f"{stage}/knn_top1@{m}", accuracy)
             log_fn(f"{stage}/knn_top1", full)
+            if getattr(self.metric, "k_used", None) is not None:
+                log_fn(f"{stage}/knn_k", float(self.metric.k_used))
 
 
 class ProbeEvaluator(Evaluator):

@@ -49,6 +49,17 @@ def weighted_knn_predict(
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=query.device)
 
 
+def effective_k(k: int, bank_labels: torch.Tensor) -> int:
+    """``k`` capped by the median number of bank samples per class (classes present in ``bank_labels``), at least 1:
+    the rule of :class:`KNNAccuracy`."""
+    if bank_labels.numel() == 0:
+        return k
+    counts = torch.bincount(bank_labels.long().flatten())
+    counts = counts[counts > 0]
+    median = int(counts.float().median().item())  # the lower of the two middle counts for an even number of classes
+    return max(1, min(k, median))
+
+
 def _is_empty(state) -> bool:
     """A ``cat`` state is a list of tensors before syncing and one tensor after (torchmetrics concatenates)."""
     return len(state) == 0 if isinstance(state, list) else state.numel() == 0
@@ -60,6 +71,13 @@ class KNNAccuracy(Metric):
     Call ``update(features, labels, bank=True)`` for the labelled reference set (the training split without
     augmentation), then ``update(features, labels)`` for the queries; ``compute()`` gathers both from every
     rank before classifying. Samples with a negative label are ignored.
+
+    ``k`` is capped by the bank's class sizes: ``compute()`` classifies with ``k_used = min(k, median number of
+    bank samples per class)`` (over the classes present in the gathered bank, at least 1; :func:`effective_k`),
+    and leaves it in ``k_used``. Beyond a class's size the extra neighbours are necessarily of other classes, so
+    an uncapped k=200 on a set of 150 images per class measures the vote dilution rather than the features. The
+    median rather than the smallest class keeps one tiny class of a long-tailed set from shrinking k for all.
+    ``KNNEvaluator`` logs ``k_used`` as ``{stage}/knn_k``.
     """
 
     full_state_update = False
@@ -69,7 +87,11 @@ class KNNAccuracy(Metric):
         super().__init__(**kwargs)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         self.num_classes, self.k, self.temperature = num_classes, k, temperature
+        #: the k of the last ``compute()`` (``k`` capped by the bank's class sizes); ``None`` before one
+        self.k_used: int | None = None
         for name in ("bank_features", "bank_labels", "query_features", "query_labels"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -88,5 +110,7 @@ class KNNAccuracy(Metric):
             return torch.tensor(float("nan"), device=self.device)
         bank, bank_labels = dim_zero_cat(self.bank_features), dim_zero_cat(self.bank_labels)
         query, query_labels = dim_zero_cat(self.query_features), dim_zero_cat(self.query_labels)
-        preds = weighted_knn_predict(query, bank, bank_labels.long(), self.num_classes, self.k, self.temperature)
+        bank_labels = bank_labels.long()
+        self.k_used = effective_k(self.k, bank_labels)
+        preds = weighted_knn_predict(query, bank, bank_labels, self.num_classes, self.k_used, self.temperature)
         return (preds == query_labels).float().mean()

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torchmetrics.utilities import dim_zero_cat
 
-from reprzoo.metrics.knn import KNNAccuracy, _is_empty, weighted_knn_predict
+from reprzoo.metrics.knn import KNNAccuracy, _is_empty, effective_k, weighted_knn_predict
 
 
 class NestedKNN(KNNAccuracy):
@@ -29,7 +29,8 @@ class NestedKNN(KNNAccuracy):
         bank, bank_labels = dim_zero_cat(self.bank_features), dim_zero_cat(self.bank_labels).long()
         query, query_labels = dim_zero_cat(self.query_features), dim_zero_cat(self.query_labels)
         full = bank.shape[1]
+        self.k_used = effective_k(self.k, bank_labels)  # capped by the class sizes, as KNNAccuracy does
         for m in sorted({*self.nested_dims, full}):
-            preds = weighted_knn_predict(query[:, :m], bank[:, :m], bank_labels, self.num_classes, self.k, self.temperature)
+            preds = weighted_knn_predict(query[:, :m], bank[:, :m], bank_labels, self.num_classes, self.k_used, self.temperature)
             self.prefix_accuracies[m] = (preds == query_labels).float().mean()
         return self.prefix_accuracies[full]

@@ -227,8 +227,38 @@ class DocumentSimilarityEvaluator(Evaluator):
         log_fn(f"{stage}/{self.metric_name}", document_similarity_pearson(features.cpu().numpy(), self.human))
 
 
+class HeldOutLossEvaluator(Evaluator):
+    """``{stage}/{name}``: the mean of a module's own objective on the evaluation texts (a language model's
+    next-token loss on held-out documents), for methods whose learning shows in what they model rather than in a
+    similarity benchmark.
+
+    Args:
+        metric: a ``torchmetrics.MeanMetric`` registered on the module (its state syncs across ranks).
+        loss: ``inputs -> scalar`` computed without gradients.
+        name: the log name.
+    """
+
+    protocols = (DOCUMENT_SIMILARITY, "labelled_bank_and_queries")
+
+    def __init__(self, metric, loss, name: str):
+        self.metric, self.loss, self.name = metric, loss, name
+
+    def metrics(self):
+        return (self.metric,)
+
+    def update(self, features, labels, *, bank, module, batch) -> None:
+        if not bank:
+            with torch.no_grad():
+                self.metric.update(self.loss(batch.inputs))
+
+    def compute_and_log(self, log_fn, stage, module) -> None:
+        if self.metric.update_called:
+            log_fn(f"{stage}/{self.name}", self.metric.compute())
+
+
 __all__ = [
     "DOCUMENT_SIMILARITY",
+    "HeldOutLossEvaluator",
     "VOCABULARY",
     "DocumentSimilarityEvaluator",
     "DocumentSimilarityProtocol",

@@ -171,7 +171,9 @@ class EmbeddingPlot(L.Callback):
             labels = torch.cat(self._labels)[: self.max_samples]
             experiment = trainer.logger.experiment
             experiment.add_figure("embeddings/tsne", tsne_figure(features, labels), global_step=trainer.global_step)
-            if self.projector:
+            # a validate() after fit is at the same step: tensorboard would print "Embedding dir exists" and rewrite it
+            written = Path(experiment.get_logdir(), f"{trainer.global_step:05d}", "val").exists()
+            if self.projector and not written:
                 experiment.add_embedding(features, metadata=labels.tolist(), global_step=trainer.global_step, tag="val")
         self._features, self._labels = [], []
         if not trainer.sanity_checking:

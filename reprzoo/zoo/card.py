@@ -60,7 +60,10 @@ def card_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {
         k: v
         for k, v in sorted(metrics.items())
-        if not k.startswith("lr-") and k not in ("epoch", "global_step") and isinstance(v, (int, float))
+        if not k.startswith("lr-")
+        and k not in ("epoch", "global_step")
+        and not k.endswith("/knn_k")  # a setting (the k the kNN used), stated in the notes, not a measurement
+        and isinstance(v, (int, float))
     }
 
 
@@ -144,7 +147,7 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         ).strip(),
         hyperparameters=[(k, json.dumps(v)) for k, v in init_args.items()],
         metrics=[(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in metrics.items()],
-        metrics_text=_metrics_text(metrics, init_args, data_name, "representation" in arch),
+        metrics_text=_metrics_text(metrics, init_args, data_name, "representation" in arch, config.get("metrics", {})),
         nested_dims=", ".join(str(m) for m in arch.get("nested_dims") or []),
         **_nested_table(arch.get("nested_dims"), metrics),
         versions=sorted(config.get("versions", {}).items()),
@@ -243,9 +246,10 @@ def _training_text(training: dict, data_name: str) -> str:
     return "".join(parts)
 
 
-def _metrics_text(metrics: dict, init_args: dict, data_name: str, represented: bool = True) -> str:
+def _metrics_text(metrics: dict, init_args: dict, data_name: str, represented: bool = True, logged: dict | None = None) -> str:
     """``represented``: the config records the method's representation (format 2); format-1 models embedded with
-    their backbone, and their cards keep saying so."""
+    their backbone, and their cards keep saying so. ``logged``: every logged value (the k the kNN used)."""
+    logged = logged or {}
     lines = []
     stages = {k.split("/", 1)[0] for k in metrics}
     if stages & {"val", "test"}:
@@ -261,7 +265,7 @@ def _metrics_text(metrics: dict, init_args: dict, data_name: str, represented: b
     notes = [
         "- "
         + note.format(
-            knn_k=init_args.get("knn_k"),
+            knn_k=int(logged.get("val/knn_k", logged.get("test/knn_k", init_args.get("knn_k") or 200))),
             knn_temperature=init_args.get("knn_temperature"),
             features="the frozen representation" if represented else "frozen backbone features",
         )
