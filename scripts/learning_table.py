@@ -32,7 +32,7 @@ def text_table(folder: Path) -> str:
         "|---|---|---|---|---:|---|---:|---:|---:|:---:|---:|",
     ]
     for r in _rows(folder, knn=False):
-        options = ", ".join(f"{k}={v}" for k, v in (r.get("data_options") or {}).items())
+        options = ", ".join(f"{k}={v}" for k, v in (r.get("data_options") or {}).items()) or "all of it"
         bar = r["bar"]  # a negative bar: lower is better (a held-out loss)
         learned = r["trained"] < r["random_init"] + bar if bar < 0 else r["trained"] > r["random_init"] + bar
         learns = "yes" if learned else "**no**"

@@ -164,3 +164,15 @@ def test_bench_word2vec_quick(tmp_path):
     assert set(rows) == {"gensim", "reprzoo"} and rows["gensim"]["vocab"] == rows["reprzoo"]["vocab"]
     for row in rows.values():
         assert row["words_per_s"] > 0 and math.isfinite(row["wordsim353_spearman"])
+
+
+def test_bench_mnrl_quick(tmp_path):
+    """The sentence-transformers comparison runs both libraries from the same weights (no timing asserted)."""
+    pytest.importorskip("sentence_transformers")
+    bench = _load_script("bench_mnrl")
+    results = bench.main(["--quick", "--pairs", "300", "--out", str(tmp_path / "bench.json")])
+    rows = {r["library"]: r for r in results["rows"]}
+    assert set(rows) == {"reprzoo", "sentence-transformers"}
+    assert all(row["pairs_per_s"] > 0 for row in rows.values())
+    # the same weights, batches, loss and seeded dropout: the two train to the same retrieval numbers
+    assert abs(rows["reprzoo"]["mrr@10"] - rows["sentence-transformers"]["mrr@10"]) < 0.02

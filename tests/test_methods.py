@@ -34,7 +34,7 @@ SMOKE_DATA_OVERRIDES = {  # datamodule class -> options of a CPU-sized run
     "TextPairs": {"max_pairs": 3000},
 }
 LEARNING_DATA_OVERRIDES = {  # the learning tests' share of the real text (the recipes train on all of it)
-    "WordWindows": {"max_sentences": 30000},
+    "WordWindows": {},  # all of the WordNet fixture (1.3M tokens): word vectors need the whole corpus
     "Sentences": {"max_texts": 20000},
     "TextPairs": {"max_pairs": 20000},
 }
@@ -262,12 +262,15 @@ LEARNING_KNOWN_FAILURES: dict[str, str] = {
     "DefSentPlus": "val/mrr@10 +0.022 (0.029 -> 0.052): entries are their lemma line's encoding, not the mean of their "
     "definitions (one definition per entry in TextPairs), and the loss stays above ln N",
     "CVIB": "val/knn_top1 0.377 -> 0.377: 139 labelled polarity sentences are too few to train an encoder from scratch",
+    "ELECTRA": "val/lee_pearson 0.138 -> 0.120 in 2 epochs: the generator reaches unigram level (MLM loss 6.6) in about "
+    "100 steps, after which replaced-token detection needs context that a from-scratch bert_tiny does not learn in a "
+    "CPU budget (the discriminator's loss stays at its prior; with uniform replacements it learns, tested)",
 }
 #: text methods whose learning test runs in the quick tier (``make test``): measured to clear their bar there in
 #: about a minute or two. The other text methods' learning tests run in the full tier (``make learning-table``,
 #: ``REPRZOO_LEARNING_TIER=full``): each takes 5-10 minutes of the 2-core CPU (transformer encoders, full-softmax
 #: document vectors) or misses its bar (above).
-QUICK_TEXT_LEARNING = {"SkipGramNegativeSampling", "FastText", "ContrastiveWordModel", "RCNN", "AriEL"}
+QUICK_TEXT_LEARNING = {"SkipGramNegativeSampling", "ContrastiveWordModel", "RCNN"}
 
 
 def _learning_param(m: str):

@@ -333,7 +333,14 @@ def test_readme_states_no_counts_that_drift():
 
     rows = re.findall(r"^\| (\w+) \|.*\| (yes|\*\*no\*\*) \| \d+ \|$", text, re.M)
     assert rows and {name for name, _ in rows} <= {m.name for m in list_methods()}
-    assert all(clears == "yes" for _, clears in rows), "the README says every method in the table clears the bar"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_test_methods", Path(__file__).with_name("test_methods.py"))
+    methods_tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(methods_tests)
+    known = set(methods_tests.LEARNING_KNOWN_FAILURES)  # listed with their reasons: the README says which
+    missed = {name for name, clears in rows if clears != "yes"}
+    assert missed <= known, f"the README says every other method in its tables clears the bar: {sorted(missed - known)}"
 
 
 def test_python_api_writes_under_runs():

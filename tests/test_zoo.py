@@ -447,6 +447,12 @@ def test_card_parses_back_with_measured_metrics_only(tiny_run, home):
     for key in ("test/knn_top1", "baseline/random_init_knn_top1"):  # not measured in this run: absent
         assert key not in card.text
     assert f'reprzoo.load("{NAME}")' in card.text and "digits/simsiam" in card.text
+    from reprzoo.zoo.recipes import resolve_recipe
+    from reprzoo.zoo.repo import sha256_file
+
+    recipe_hash = sha256_file(resolve_recipe("digits/simsiam"))  # the recipe's version is recorded and named
+    config = json.loads((weights_of(home).parent / "config.json").read_text())
+    assert config["training"]["recipe_sha256"] == recipe_hash and recipe_hash[:16] in card.text
     assert enc_sha(home) in card.text
 
 

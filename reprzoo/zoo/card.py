@@ -230,6 +230,8 @@ def _training_text(training: dict, data_name: str) -> str:
         parts = [f"Trained with `reprzoo fit` (LightningCLI) on {data_name}"]
     if training.get("recipe"):
         parts.append(f" from the shipped recipe `{training['recipe']}`")
+        if training.get("recipe_sha256"):  # which version of it: recipes change between releases
+            parts.append(f" (its YAML's SHA-256 at push time: `{training['recipe_sha256'][:16]}`)")
         overrides = training.get("recipe_overrides") or {}
         if overrides:
             changes = ", ".join(

@@ -162,6 +162,8 @@ def export_run(
         },
         "training": {
             "recipe": recipe,
+            # recipes change between releases: the hash names the version this run compared itself with
+            "recipe_sha256": _recipe_sha256(recipe),
             "recipe_overrides": overrides,
             "seed_everything": run_config.get("seed_everything"),
             "trainer": {
@@ -230,6 +232,15 @@ def _method_info(cls: type) -> dict[str, Any]:
     if info is None or info.cls is not cls:
         return {}
     return {"title": info.title, "arxiv": info.arxiv, **({"note": info.note} if info.note else {})}
+
+
+def _recipe_sha256(recipe: str | None) -> str | None:
+    """The SHA-256 of a shipped recipe's YAML as installed now (None without a recipe)."""
+    if not recipe:
+        return None
+    from reprzoo.zoo.recipes import resolve_recipe
+
+    return sha256_file(resolve_recipe(recipe))
 
 
 def _matching_recipe(run_config: dict) -> tuple[str | None, dict[str, list]]:

@@ -5,6 +5,7 @@ training part is given with its topics instead of unlabelled."""
 from __future__ import annotations
 
 from reprzoo.datamodules.text.sentences import Sentences, _Encoded, _split
+from reprzoo.datamodules.text.tokenizers import TokenizerKind
 
 
 class TopicSentences(Sentences):
@@ -16,9 +17,30 @@ class TopicSentences(Sentences):
         kwargs: :class:`Sentences` options (tokenizer, vocab_size, max_length, batch_size, views).
     """
 
-    def __init__(self, **kwargs):
-        kwargs.pop("max_texts", None)  # 200 posts: nothing to cut
-        super().__init__(**{**kwargs, "corpus": "newsgroups", "evaluation": "newsgroups"})
+    def __init__(
+        self,
+        views: int = 1,
+        tokenizer: TokenizerKind = "wordpiece",
+        vocab_size: int = 8000,
+        max_length: int = 128,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        seed: int | None = None,
+    ):
+        # explicit arguments (not **kwargs): the command line reads a datamodule's options from its signature
+        super().__init__(
+            corpus="newsgroups",
+            evaluation="newsgroups",
+            views=views,
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            max_length=max_length,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            seed=seed,
+        )
 
     def _train_positions(self) -> list[int]:
         from reprzoo.datamodules.text import corpora
