@@ -14,6 +14,7 @@ A pushed model stores the tokenizer (``tokenizer.json``) and ``reprzoo.load(name
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from typing import Any, Sequence
 
@@ -111,9 +112,9 @@ class TextDataModule(EmbeddingDataModule):
         self.tokenizer_kind, self.requested_vocab, self.max_length = tokenizer, vocab_size, max_length
         self.tokenizer = None
 
+    @abc.abstractmethod
     def _texts(self) -> list[str]:
         """The training texts the tokenizer learns from."""
-        raise NotImplementedError
 
     def fit_tokenizer(self):
         if self.tokenizer is None:
