@@ -65,6 +65,63 @@ def test_a_pushed_sentence_encoder_loads_in_sentence_transformers(sentence_model
     torch.testing.assert_close(theirs.cpu(), ours, rtol=1e-4, atol=1e-5)
 
 
+def test_the_pushed_repository_itself_is_a_sentence_transformers_folder(sentence_model):
+    """No export step: ``SentenceTransformer(path)`` on the pushed revision's folder embeds as ``load`` does, its
+    files are recorded in commit.json like the weights, and the card says how to use it."""
+    from sentence_transformers import SentenceTransformer
+
+    import reprzoo
+    from reprzoo.zoo.api import resolve
+
+    encoder = reprzoo.load(sentence_model)
+    folder = encoder.folder
+    assert folder == resolve(sentence_model).folder
+    files = json.loads((folder / "commit.json").read_text())["files"]
+    assert {"modules.json", "0_Transformer/model.safetensors", "0_Transformer/tokenizer.json", "1_Pooling/config.json"} <= set(
+        files
+    )
+    assert set(encoder.config["interop"]["files"]) <= set(files)
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(theirs.cpu(), encoder.encode(TEXTS), rtol=1e-4, atol=1e-5)
+    card = str(encoder.card)
+    assert "SentenceTransformer(path)" in card and "encoder.encode(" in card and "encoder.transform(image)" not in card
+
+
+def test_a_tampered_sentence_transformers_file_is_refused(sentence_model):
+    import reprzoo
+    from reprzoo.zoo.api import resolve
+    from reprzoo.zoo.repo import IntegrityError
+
+    weights = resolve(sentence_model).folder / "0_Transformer" / "model.safetensors"
+    weights.chmod(0o644)
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(IntegrityError, match="0_Transformer/model.safetensors.*modified or corrupted"):
+        reprzoo.load(sentence_model)
+
+
+def test_a_text_model_from_the_hugging_face_hub_loads_in_sentence_transformers(sentence_model, tmp_path, monkeypatch):
+    """Pushed to a (fake, local) Hugging Face Hub and downloaded again: the snapshot holds the sentence-transformers
+    module folders too."""
+    from sentence_transformers import SentenceTransformer
+
+    import reprzoo
+    from reprzoo.zoo.api import resolve
+    from test_hub import FakeHub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_tests")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    with FakeHub() as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        reprzoo.zoo.push(tmp_path / "run", "mnrl-berttiny-wordnet.hf", to="hf://reprzoo-test/mnrl-tiny")
+        encoder = reprzoo.load("hf://reprzoo-test/mnrl-tiny")
+        folder = resolve("hf://reprzoo-test/mnrl-tiny").folder
+    assert (folder / "0_Transformer" / "config.json").is_file()
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(theirs.cpu(), encoder.encode(TEXTS), rtol=1e-4, atol=1e-5)
+
+
 def test_text_longer_than_the_model_is_truncated_and_said_once(sentence_model):
     import reprzoo
 
@@ -136,3 +193,33 @@ def test_word_vectors_round_trip_through_gensim(tmp_path, monkeypatch, tiny_trai
     np.testing.assert_allclose(kv["government"], ours[0].numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ReprzooError, match="is in the vocabulary of"):
         encoder.encode(["zzqxv"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x.json",
+        "0_Transformer/../../x.json",
+        "a/b/c.json",
+        "/etc/x.json",
+        "0_Transformer/.x.json",
+        "config.json",
+        "x.py",
+        "0_T\\x.json",
+    ],
+)
+def test_an_interop_file_name_from_a_hub_cannot_steer_a_path(name):
+    from reprzoo.zoo.repo import IntegrityError, check_interop_name, interop_files
+
+    with pytest.raises(ReprzooError, match="refusing interop file name"):
+        check_interop_name(name)
+    with pytest.raises(ReprzooError):
+        interop_files({"interop": {"files": {name: {"sha256": "0" * 64}}}})
+    assert check_interop_name("0_Transformer/model.safetensors") and check_interop_name("modules.json")
+    with pytest.raises(IntegrityError, match="both as preprocessing and as interop"):
+        interop_files(
+            {
+                "preprocessing": {"files": {"tokenizer.json": {"sha256": "0" * 64}}},
+                "interop": {"files": {"tokenizer.json": {"sha256": "0" * 64}}},
+            }
+        )

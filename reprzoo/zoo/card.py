@@ -120,6 +120,8 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
     )
     metrics = card_metrics(config.get("metrics", {}))
     init_args = method.get("init_args", {})
+    pre = config.get("preprocessing") or {}
+    word_vectors = pre.get("tokenizer") in ("words", "subwords")  # a word-vector model (WordWindows)
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -153,6 +155,12 @@ def render_card(config: dict[str, Any], load_ref: str | None = None):
         versions=sorted(config.get("versions", {}).items()),
         provenance=_provenance(config),
         citation=f'{method["name"]}: "{method["title"]}", arXiv:{method["arxiv"]}.' if method.get("arxiv") else "",
+        modality=pre.get("modality", "image"),
+        text_input="vocabulary" if word_vectors else "tokenizer",
+        text_example='["king", "queen"]' if word_vectors else '["a first sentence", "a second one"]',
+        text_count=2,
+        word_vectors=word_vectors,
+        sentence_transformers=bool((config.get("interop") or {}).get("sentence_transformers")),
     )
 
 

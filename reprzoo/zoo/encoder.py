@@ -107,6 +107,12 @@ class Encoder(nn.Module):
         return self._card
 
     @property
+    def folder(self) -> Path:
+        """The loaded revision's repository files (read-only; a pooled-BERT text model's folder is also a
+        sentence-transformers folder: ``SentenceTransformer(str(encoder.folder))``)."""
+        return self._folder
+
+    @property
     def metrics(self) -> dict[str, float]:
         return dict(self.config.get("metrics") or {})
 

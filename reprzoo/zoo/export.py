@@ -28,6 +28,7 @@ from reprzoo.zoo.repo import (
     CONFIG_FILE,
     FORMAT_VERSION,
     WEIGHTS_FILE,
+    check_interop_name,
     check_preprocessing_name,
     load_state_checked,
     sha256_file,
@@ -128,6 +129,7 @@ def export_run(
         preprocessing["files"] = {
             f: {"sha256": sha256_file(out_dir / f), "size": (out_dir / f).stat().st_size} for f in sorted(extra)
         }
+    interop = _sentence_transformers_files(encoder, extra, preprocessing, out_dir)
     info = _method_info(cls)
     config = {
         "format_version": FORMAT_VERSION,
@@ -155,6 +157,7 @@ def export_run(
             "init_args": init_args,
         },
         "preprocessing": preprocessing,
+        **({"interop": interop} if interop else {}),
         "weights": {
             "file": WEIGHTS_FILE,
             "sha256": sha256_file(out_dir / WEIGHTS_FILE),
@@ -188,6 +191,25 @@ def export_run(
     (out_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     render_card(config, load_ref=load_ref).save(out_dir / CARD_FILE)
     return config
+
+
+def _sentence_transformers_files(encoder, extra: dict, preprocessing: dict, out_dir: Path) -> dict[str, Any] | None:
+    """A dense text model whose representation is a pooled BERT (with its tokenizer.json) is also a
+    sentence-transformers folder: ``SentenceTransformer(path)`` on the pushed repository embeds as ``load(name)``
+    does. Writes those files (``modules.json``, ``0_Transformer/``, ``1_Pooling/``) and returns their record."""
+    from reprzoo.zoo.interop import sentence_transformers_ready, write_sentence_transformers
+
+    if not sentence_transformers_ready(encoder) or "tokenizer.json" not in extra:
+        return None
+    max_length = min(int(preprocessing.get("max_length", encoder.max_length)), encoder.max_length)
+    before = {p for p in out_dir.rglob("*") if p.is_file()}
+    write_sentence_transformers(encoder, extra["tokenizer.json"], max_length, out_dir, "", readme=False)
+    written = sorted(p for p in out_dir.rglob("*") if p.is_file() and p not in before)
+    files = {}
+    for path in written:
+        name = check_interop_name(path.relative_to(out_dir).as_posix())
+        files[name] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return {"sentence_transformers": True, "files": files}
 
 
 def scrub_local_paths(value: Any) -> Any:

@@ -76,8 +76,8 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
         config = Path(hf_hub_download(repo_id, REPO_FILES[0], revision=revision, **options))
         commit = config.parent.name  # snapshots/<commit hash>/config.json
         _check_in_cache(config, where)
-        for filename in repo_files(read_config(config.parent))[1:]:  # names checked: plain files of the repo root
-            _check_in_cache(Path(hf_hub_download(repo_id, filename, revision=commit, **options)), where)
+        for filename in repo_files(read_config(config.parent))[1:]:  # names checked (root files, interop folders)
+            _check_in_cache(Path(hf_hub_download(repo_id, filename, revision=commit, **options)), where, filename)
     except RevisionNotFoundError:
         raise ReprzooError(f"revision {revision!r} not found in {where}") from None
     except RepositoryNotFoundError:
@@ -99,17 +99,18 @@ def download(repo_id: str, revision: str | None = None) -> tuple[Path, str]:
     return config.parent, commit
 
 
-def _check_in_cache(path: Path, where: str) -> None:
-    """``path`` (a file of a cached snapshot) must be ``models--org--repo/snapshots/<commit>/<file>`` and resolve
-    (snapshots hold links to blobs) to a file inside that repository's cache folder: a cache whose refs or links
-    point elsewhere is refused."""
-    repo_folder = path.parent.parent.parent
-    inside = path.parent.parent.name == "snapshots" and repo_folder.name.startswith("models--")
+def _check_in_cache(path: Path, where: str, filename: str = REPO_FILES[0]) -> None:
+    """``path`` (the file ``filename`` of a cached snapshot) must be ``models--org--repo/snapshots/<commit>/<filename>``
+    and resolve (snapshots hold links to blobs) to a file inside that repository's cache folder: a cache whose refs
+    or links point elsewhere is refused."""
+    snapshot = path.parents[filename.count("/")]
+    repo_folder = snapshot.parent.parent
+    inside = snapshot.parent.name == "snapshots" and repo_folder.name.startswith("models--") and path == snapshot / filename
     try:
         path.resolve().relative_to(repo_folder.resolve())
     except ValueError:
         inside = False
-    if not inside or not COMMIT_RE.fullmatch(path.parent.name):
+    if not inside or not COMMIT_RE.fullmatch(snapshot.name):
         raise ReprzooError(
             f"{where}: {path} lies outside its Hugging Face cache folder (a refs/main or link pointing elsewhere); "
             "refusing it: delete the cached repository and download it again"

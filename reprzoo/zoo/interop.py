@@ -20,10 +20,8 @@ def save_sentence_transformers(encoder, path: str | Path) -> Path:
     as a sentence-transformers folder: ``modules.json`` with a ``Transformer`` module (``0_Transformer``: the
     ``BertModel``'s config and weights and the model's ``tokenizer.json``) and a ``Pooling`` module
     (``1_Pooling``). ``SentenceTransformer(path).encode(texts)`` then gives ``encoder.encode(texts)``."""
-    from reprzoo.backbones.text import TransformerEncoder
-
     module = encoder.encoder
-    if not isinstance(module, TransformerEncoder) or module.pooling not in POOLING_MODES:
+    if not sentence_transformers_ready(module):
         raise ReprzooError(
             f"{encoder.name}: only a BERT text encoder with cls, mean or max pooling exports to sentence-transformers "
             f"(its representation is a {type(module).__name__})"
@@ -37,11 +35,20 @@ def save_sentence_transformers(encoder, path: str | Path) -> Path:
     return write_sentence_transformers(module, tokenizer_json, max_length, path, encoder.name, note)
 
 
+def sentence_transformers_ready(module) -> bool:
+    """Whether ``module`` (a method's exported representation) is what a sentence-transformers folder computes: a
+    BERT :class:`~reprzoo.backbones.text.TransformerEncoder` with cls, mean or max pooling."""
+    from reprzoo.backbones.text import TransformerEncoder
+
+    return type(module) is TransformerEncoder and module.pooling in POOLING_MODES
+
+
 def write_sentence_transformers(
-    module, tokenizer_json: bytes, max_length: int, path: str | Path, name: str, note: str = ""
+    module, tokenizer_json: bytes, max_length: int, path: str | Path, name: str, note: str = "", readme: bool = True
 ) -> Path:
     """The sentence-transformers folder of a :class:`~reprzoo.backbones.text.TransformerEncoder` and its
-    tokenizer (what :func:`save_sentence_transformers` writes for a loaded model)."""
+    tokenizer (what :func:`save_sentence_transformers` writes for a loaded model, and what a push adds to a text
+    model's repository: there ``readme=False`` leaves the model card in place)."""
     from safetensors.torch import save_file
 
     if module.pooling not in POOLING_MODES:
@@ -71,7 +78,8 @@ def write_sentence_transformers(
     ]
     atomic_write_text(out / "modules.json", json.dumps(modules, indent=2) + "\n")
     atomic_write_text(out / "config_sentence_transformers.json", json.dumps({"similarity_fn_name": "cosine"}) + "\n")
-    atomic_write_text(out / "README.md", f"# {name}\n\n{note}\n")
+    if readme:
+        atomic_write_text(out / "README.md", f"# {name}\n\n{note}\n")
     return out
 
 
@@ -94,4 +102,9 @@ def save_word2vec_format(encoder, path: str | Path) -> Path:
     return atomic_write_text(Path(path), "\n".join(lines) + "\n")
 
 
-__all__ = ["save_sentence_transformers", "save_word2vec_format", "write_sentence_transformers"]
+__all__ = [
+    "save_sentence_transformers",
+    "save_word2vec_format",
+    "sentence_transformers_ready",
+    "write_sentence_transformers",
+]

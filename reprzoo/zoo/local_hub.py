@@ -33,7 +33,7 @@ from pathlib import Path
 from reprzoo.atomic import atomic_write, atomic_write_text, fsync_dir
 from reprzoo.errors import ReprzooError
 from reprzoo.zoo.names import check_name, check_revision
-from reprzoo.zoo.repo import REPO_FILES, IntegrityError, read_config, repo_files, sha256_file
+from reprzoo.zoo.repo import INTEROP_FILE, REPO_FILES, IntegrityError, read_config, repo_files, sha256_file
 
 COMMIT_FILE = "commit.json"
 STAGING = ".staging"
@@ -131,8 +131,11 @@ class LocalHub:
         if not isinstance(files, dict) or not files:
             raise IntegrityError(f"{path / COMMIT_FILE} records no files; the revision cannot be verified")
         for filename in {*REPO_FILES, *map(str, files)}:
-            if "/" in filename or "\\" in filename or filename.startswith(".") or filename == COMMIT_FILE:
+            nested = "/" in filename and INTEROP_FILE.match(filename)  # one module folder of an interop export
+            if ("/" in filename and not nested) or "\\" in filename or filename.startswith(".") or filename == COMMIT_FILE:
                 raise IntegrityError(f"{path / COMMIT_FILE} names a file outside its revision: {filename!r}")
+            if nested and (path / filename).parent.is_symlink():
+                raise IntegrityError(f"refusing {path / filename}: its folder is a symbolic link; a revision holds plain files")
             if (path / filename).is_symlink():
                 raise IntegrityError(
                     f"refusing {path / filename}: it is a symbolic link (to {(path / filename).resolve()}); a revision "
@@ -190,6 +193,7 @@ class LocalHub:
         try:
             files = {}
             for filename in filenames:
+                (stage / filename).parent.mkdir(exist_ok=True)  # an interop module folder (0_Transformer/)
                 atomic_write(stage / filename, partial(shutil.copyfile, Path(folder) / filename))
                 files[filename] = {"sha256": sha256_file(stage / filename), "size": (stage / filename).stat().st_size}
                 if filename == "model.safetensors":
@@ -204,8 +208,8 @@ class LocalHub:
                 rev = _revision_id(files, parent, created)
                 commit = {"id": rev, "parent": parent, "created": created, "message": message, "files": files}
                 atomic_write_text(stage / COMMIT_FILE, json.dumps(commit, indent=2) + "\n")
-                for path in stage.iterdir():
-                    os.chmod(path, 0o444)  # a revision is never rewritten
+                for path in stage.rglob("*"):
+                    os.chmod(path, 0o755 if path.is_dir() else 0o444)  # a revision is never rewritten
                 os.chmod(stage, 0o755)  # mkdtemp made it private; a hub is readable like any cache
                 fsync_dir(stage)
                 (repo / "revisions").mkdir(parents=True, exist_ok=True)

@@ -68,9 +68,41 @@ def preprocessing_files(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return files
 
 
+#: Names of the files a repository carries for another library (a sentence-transformers folder: ``modules.json``
+#: at the root, ``0_Transformer/config.json``, ``1_Pooling/config.json``, ...): a plain file name, optionally inside
+#: ONE module folder named ``<index>_<Word>``; never ``..``, never a repository or preprocessing file.
+INTEROP_FILE = re.compile(r"^(?:[0-9]{1,3}_[A-Za-z]{1,40}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.(json|txt|safetensors)$")
+
+
+def check_interop_name(name: str) -> str:
+    """``name`` if it is a valid interop file name (see :data:`INTEROP_FILE`), else an error."""
+    if not isinstance(name, str) or not INTEROP_FILE.match(name) or name in REPO_FILES or ".." in name:
+        raise ReprzooError(
+            f"refusing interop file name {name!r}: a plain file name (letters, digits, _ . -) ending in .json, .txt or "
+            ".safetensors, at most inside one module folder such as 0_Transformer/"
+        )
+    return name
+
+
+def interop_files(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The files a config lists for other libraries (``interop.files``: name -> sha256 and size), names checked."""
+    interop = config.get("interop") or {}
+    files = interop.get("files") or {} if isinstance(interop, dict) else None
+    if not isinstance(files, dict):
+        raise IntegrityError("config.json's interop must be an object whose files map names to their sha256 and size")
+    overlap = set(files) & set(preprocessing_files(config))
+    if overlap:
+        raise IntegrityError(f"config.json lists {sorted(overlap)} both as preprocessing and as interop files")
+    for name, record in files.items():
+        check_interop_name(name)
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            raise IntegrityError(f"config.json's interop.files[{name!r}] records no sha256")
+    return files
+
+
 def repo_files(config: Mapping[str, Any]) -> list[str]:
-    """Every file of a repository: the three repository files and its preprocessing files."""
-    return [*REPO_FILES, *preprocessing_files(config)]
+    """Every file of a repository: the three repository files, its preprocessing files and its interop files."""
+    return [*REPO_FILES, *preprocessing_files(config), *interop_files(config)]
 
 
 def verify_preprocessing_file(folder: Path, config: Mapping[str, Any], name: str) -> Path:
@@ -112,6 +144,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     check_format_version(str(config["format_version"]), path)
     check_config_fields(config, path)
     preprocessing_files(config)  # file names a hub may not steer: refused before anything is read or written
+    interop_files(config)
     return config
 
 
