@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q -c constraints.txt
 
-.PHONY: install demo lint format test test-fast learning-table bench clean
+.PHONY: install demo lint format browser test test-fast learning-table bench clean
 
 install: $(VENV)/.installed
 
@@ -29,7 +29,14 @@ format: install
 	$(BIN)/ruff format $(LINT_PATHS)
 	$(BIN)/ruff check --select I --fix $(LINT_PATHS)
 
-test: lint
+# the analysis page's test opens it in Debian's chromium (headless, offline): installed here when it is missing and
+# this is a root shell with apt; without it that one test is skipped and says so
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)); } || \
+		echo "chromium is not installed: tests/test_analysis_report.py's browser check will be skipped"
+
+test: lint browser
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=15
 
 test-fast: install

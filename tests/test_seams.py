@@ -408,7 +408,8 @@ def test_text_encoder_masks_padding():
 
 def test_cli_embedding_moves_dict_and_tuple_batches_to_the_device():
     """``reprzoo embed``/``compat`` embed batches that are dicts (token ids and mask) or tuples, not only tensors."""
-    from reprzoo.cli.zoo_commands import _embed_split, _to_device
+    from reprzoo.zoo.embedding import embed_split as _embed_split
+    from reprzoo.zoo.embedding import to_device as _to_device
 
     encoder = build_backbone("mean_pooled_embeddings", vocab_size=20, dim=4)
     ids = torch.tensor([[1, 2, 0], [3, 0, 0], [4, 5, 6]])

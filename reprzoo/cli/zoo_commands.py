@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from reprzoo.errors import ReprzooError
+from reprzoo.zoo.embedding import embed_split as _embed_split
+from reprzoo.zoo.embedding import embedding_dataset as _embedding_dataset
+from reprzoo.zoo.embedding import to_device as _to_device
 
 SUMMARY_METRICS = ("val/knn_top1", "val/top1", "val/probe_top1")
 
@@ -82,6 +85,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_embed)
     _pass_unknown_options(p)
+
+    p = subparsers.add_parser(
+        "analyze", help="representation analysis of zoo models: analysis.json and a self-contained HTML report"
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="one or more zoo models (pairwise analyses need two)")
+    p.add_argument("--data", help="datamodule name (its held-out split, each model's own preprocessing) or an image folder")
+    p.add_argument("--out", default="analysis", help="output folder (default: ./analysis)")
+    p.add_argument("--layers", nargs="+", default=None, help="encoder module names (default: its stages or blocks)")
+    p.add_argument("--only", nargs="+", default=None, metavar="ANALYSIS", help="run only these analyses (see --list)")
+    p.add_argument("--max-samples", type=int, default=1000, help="a seeded subset this large (default 1000)")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--list", action="store_true", help="list the analyses and what each needs, then exit")
+    p.set_defaults(func=cmd_analyze)
+    _pass_unknown_options(p)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """``reprzoo analyze NAME [NAME2 ...] --data D --out DIR``."""
+    from reprzoo.analysis import SECTIONS, analyze
+
+    if args.list:
+        for key, spec in SECTIONS.items():
+            needs = f" [needs: {', '.join(spec.needs)}]" if spec.needs else ""
+            print(f"{key:24s} {spec.title}{needs}")
+        return 0
+    if not args.names or not args.data:
+        raise ReprzooError(
+            "reprzoo analyze needs model names and --data (e.g. reprzoo analyze simsiam-tinyresnet-digits --data Digits)"
+        )
+    result = analyze(
+        args.names,
+        args.data,
+        args.out,
+        layers=args.layers,
+        analyses=args.only,
+        max_samples=args.max_samples,
+        split=args.split,
+        data_overrides=_data_overrides(args.extra),
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    ran = [k for k, v in result["sections"].items() if not v["skipped"]]
+    skipped = [k for k, v in result["sections"].items() if v["skipped"]]
+    print(f"{len(ran)} analyses on {result['samples']} samples; {len(skipped)} did not apply (the page says why)")
+    print(f"open {Path(args.out) / 'report.html'}")
+    return 0
 
 
 def _pass_unknown_options(parser: argparse.ArgumentParser) -> None:
@@ -404,25 +457,6 @@ def cmd_compat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _to_device(batch, device):
-    """A batch (a tensor, or a dict, list or tuple of them: token ids and their mask, node ids) on ``device``."""
-    from lightning.fabric.utilities.apply_func import move_data_to_device
-
-    return move_data_to_device(batch, device)
-
-
-def _embed_split(encoder, dataset, batch_size: int, device: str):
-    import torch
-    from torch.utils.data import DataLoader
-
-    chunks, labels = [], []
-    with torch.inference_mode():
-        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0):
-            chunks.append(encoder.embed(_to_device(x, device)).float().cpu())
-            labels.append(torch.as_tensor(y))
-    return torch.cat(chunks), torch.cat(labels)
-
-
 # ---------------------------------------------------------------------------------------------------- embed
 def cmd_embed(args: argparse.Namespace) -> int:
     import numpy as np
@@ -521,60 +555,3 @@ def _data_overrides(extra: list[str]) -> dict[str, Any]:
         out[key.removeprefix("init_args.")] = yaml.safe_load(value)
         i += 1
     return out
-
-
-def _embedding_dataset(data: str, split: str, transform, overrides: dict[str, Any]):
-    """``(dataset, files)``: a datamodule split, or the images of a folder (with their paths)."""
-    path = Path(data).expanduser()
-    if path.is_dir():
-        if overrides:
-            raise ReprzooError("--data.* options apply to datamodules, not to a folder of images")
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in _ImageFiles.SUFFIXES)
-        if not files:
-            raise ReprzooError(f"{path} holds no images ({', '.join(_ImageFiles.SUFFIXES)})")
-        return _ImageFiles(files, transform), files
-    from reprzoo.datamodules import BANK, QUERY
-    from reprzoo.zoo.classes import datamodule_class
-
-    cls = datamodule_class(data)
-    accepted = _init_params(cls)
-    for key in overrides:
-        if key not in accepted:
-            from reprzoo.errors import UnknownNameError
-
-            raise UnknownNameError(f"option of {cls.__name__}", key, accepted)
-    datamodule = cls(**overrides)
-    datamodule.eval_transform = transform  # the model's preprocessing, not the dataset's
-    loaders = datamodule.val_dataloader()
-    return loaders[BANK if split == "train" else QUERY].dataset, None
-
-
-def _init_params(cls: type) -> set[str]:
-    """Keyword arguments a class accepts, following ``**kwargs`` up its bases."""
-    import inspect
-
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
-class _ImageFiles:
-    SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-    def __init__(self, files: list[Path], transform):
-        self.files, self.transform = files, transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        with Image.open(self.files[index]) as img:
-            return self.transform(img.convert("RGB")), -1

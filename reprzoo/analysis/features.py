@@ -1,0 +1,136 @@
+"""Features for analysis: one pass of a zoo model over the evaluation split, keeping its representation (what
+``embed`` returns) and, through forward hooks, the pooled output of chosen intermediate layers. Every analysis then
+works from these tensors: a model is run once per dataset, not once per metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from reprzoo.errors import ReprzooError
+
+
+@dataclass
+class ModelFeatures:
+    """What one model computed on the analysed samples (rows in the same order for every model).
+
+    Attributes:
+        name: the zoo name the model was loaded by.
+        revision: the revision loaded.
+        features: ``(N, D)`` the representation (``encoder.embed``).
+        layers: layer name -> ``(N, C)`` its output, pooled (mean over positions or tokens), in forward order.
+        tokens: layer name -> ``(N, T, C)`` token states, for sequence models whose layers output tokens.
+        kind: the representation kind the model records (``dense``, ``multi_vector``, ``slots``, ...).
+        encoder: the loaded model (for analyses that run it again: inversion).
+    """
+
+    name: str
+    revision: str | None
+    features: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+    tokens: dict[str, torch.Tensor] = field(default_factory=dict)
+    kind: str = "dense"
+    encoder: nn.Module | None = None
+
+
+def default_layers(module: nn.Module) -> list[str]:
+    """The layers analysed when none are named: the module's children, a ``Sequential``/``ModuleList`` child
+    expanded into its own children (a ResNet's stages, a transformer's blocks), keeping those with parameters."""
+    names = []
+    for name, child in module.named_children():
+        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 1:
+            names += [f"{name}.{n}" for n, c in child.named_children() if any(True for _ in c.parameters())]
+        elif any(True for _ in child.parameters()):
+            names.append(name)
+    return names
+
+
+def _pooled(output) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A layer's output as ``(N, C)`` (mean over spatial positions or tokens) and its token states, if any."""
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if hasattr(output, "last_hidden_state"):
+        output = output.last_hidden_state
+    if not isinstance(output, torch.Tensor):
+        raise ReprzooError(f"a layer returned {type(output).__name__}, not a tensor: name another layer")
+    output = output.detach().float()
+    if output.ndim == 4:  # (N, C, H, W)
+        return output.mean((2, 3)), None
+    if output.ndim == 3:  # (N, T, C)
+        return output.mean(1), output
+    if output.ndim == 2:
+        return output, None
+    raise ReprzooError(f"a layer returned a {output.ndim}-d tensor; analysis reads 2-d, 3-d (tokens) or 4-d outputs")
+
+
+def collect_features(
+    encoder,
+    loader,
+    layers: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    keep_tokens: bool = False,
+) -> tuple[ModelFeatures, torch.Tensor]:
+    """Run ``encoder`` (a loaded zoo model) over ``loader`` once: ``(features, labels)``.
+
+    Args:
+        encoder: a :class:`~reprzoo.zoo.encoder.Encoder`.
+        loader: batches of ``(input, label)``.
+        layers: dotted module names inside ``encoder.encoder`` (default: :func:`default_layers`).
+        device: where to run.
+        keep_tokens: keep the ``(N, T, C)`` states of token-sequence layers (memory: N x T x C floats each).
+    """
+    from reprzoo.zoo.embedding import to_device
+
+    module = encoder.encoder
+    named = dict(module.named_modules())
+    layers = default_layers(module) if layers is None else list(layers)
+    unknown = [name for name in layers if name not in named]
+    if unknown:
+        from reprzoo.errors import UnknownNameError
+
+        raise UnknownNameError(f"layer of {encoder.name}", unknown[0], [n for n in named if n])
+    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    tokens: dict[str, list[torch.Tensor]] = {}
+
+    def hook(name):
+        def record(_module, _inputs, output):
+            flat, seq = _pooled(output)
+            pooled[name].append(flat.cpu())
+            if keep_tokens and seq is not None:
+                tokens.setdefault(name, []).append(seq.cpu())
+
+        return record
+
+    handles = [named[name].register_forward_hook(hook(name)) for name in layers]
+    chunks, labels = [], []
+    try:
+        with torch.inference_mode():
+            for x, y in loader:
+                chunks.append(encoder.embed(to_device(x, device)).float().cpu())
+                labels.append(torch.as_tensor(y))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not chunks:
+        raise ReprzooError("the analysed split is empty")
+    features = ModelFeatures(
+        name=encoder.name,
+        revision=encoder.revision,
+        features=torch.cat(chunks),
+        layers={name: torch.cat(parts) for name, parts in pooled.items() if parts},
+        tokens={name: _cat_tokens(parts) for name, parts in tokens.items()},
+        kind=encoder.kind,
+        encoder=encoder,
+    )
+    return features, torch.cat(labels).long()
+
+
+def _cat_tokens(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Token states of batches padded to one length (zeros after a shorter batch's end)."""
+    length = max(p.shape[1] for p in parts)
+    return torch.cat([nn.functional.pad(p, (0, 0, 0, length - p.shape[1])) for p in parts])
+
+
+__all__ = ["ModelFeatures", "collect_features", "default_layers"]

@@ -1,0 +1,92 @@
+"""``reprzoo analyze`` on the two shipped models: analysis.json holds every section (run, or skipped with a reason),
+and the page renders in a real headless browser (Debian's chromium, offline) with every figure decoded and nothing
+on the console."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from reprzoo.errors import ReprzooError
+
+MODELS = ["simsiam-tinyresnet-digits", "byol-tinyresnet-digits"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from reprzoo.analysis import analyze
+
+    out = tmp_path_factory.mktemp("analysis")
+    result = analyze(MODELS, "Digits", out, max_samples=120, progress=False)
+    return out, result
+
+
+def test_every_analysis_is_run_or_says_why_not(report):
+    from reprzoo.analysis import SECTIONS
+
+    out, result = report
+    doc = json.loads((out / "analysis.json").read_text())
+    assert set(doc["sections"]) == set(SECTIONS) == set(result["sections"])
+    assert doc["samples"] == 120 and doc["max_samples"] == 120 and list(doc["models"]) == MODELS
+    for key, section in doc["sections"].items():
+        assert section["values"] or section["skipped"] or key == "embedding_map", key
+        if section["skipped"]:
+            assert len(section["skipped"]) > 10  # a reason, not a flag
+    assert not doc["sections"]["embedding_map"]["skipped"]
+    for model in MODELS:
+        assert doc["layers"][model]  # intermediate layers were hooked
+
+
+def browser() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(browser() is None, reason="chromium is not installed (make test installs it where it can: apt)")
+def test_the_page_renders_in_a_headless_browser(report):
+    from reprzoo.analysis import SECTIONS
+
+    out, _ = report
+    page = out / "report.html"
+    text = page.read_text()
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
+    run = subprocess.run(
+        [
+            browser(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=10000",
+            f"--user-data-dir={out / 'chromium-profile'}",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    dom = run.stdout
+    assert run.returncode == 0, run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console  # no script error, no failed resource
+    expected = int(re.search(r'data-figures-expected="(\d+)"', dom).group(1))
+    loaded = int(re.search(r'data-figures-loaded="(\d+)"', dom).group(1))
+    assert expected >= 1 and loaded == expected
+    for key in SECTIONS:
+        assert f'id="{key}"' in dom
+
+
+def test_bad_requests_are_one_line(tmp_path):
+    from reprzoo.analysis import analyze
+
+    with pytest.raises(ReprzooError, match="Did you mean: embedding_map"):
+        analyze(MODELS[:1], "Digits", tmp_path, analyses=["embeding_map"], progress=False)
+    with pytest.raises(ReprzooError, match="at least 10"):
+        analyze(MODELS[:1], "Digits", tmp_path, max_samples=3, progress=False)
+    with pytest.raises(ReprzooError, match="layer of"):
+        analyze(MODELS[:1], "Digits", tmp_path, layers=["stages.9"], progress=False)
