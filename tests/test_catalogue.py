@@ -34,6 +34,8 @@ def test_implemented_rows_name_registered_importable_classes():
     rows = raw_rows()
     assert len({r["title"] for r in rows}) == len(rows), "duplicate catalogue titles"
     for row in rows:
+        if row["status"] == "implemented" and row["category"] == "METRIC":
+            continue  # test_implemented_metric_rows_name_tested_functions_and_report_sections
         if row["status"] == "implemented":
             assert row["category"] == "METHOD", row["title"]
             infos = by_title.get(row["title"])
@@ -44,6 +46,27 @@ def test_implemented_rows_name_registered_importable_classes():
         else:
             assert row["title"] not in by_title, f"{[i.name for i in by_title[row['title']]]} implement {row['title']!r}: mark it"
             assert row["note"].strip(), f"{row['title']!r} is {row['status']} without a note"
+
+
+def test_implemented_metric_rows_name_tested_functions_and_report_sections():
+    """A METRIC row is implemented when its note names functions of reprzoo.metrics.analysis (each unit-tested in
+    tests/test_analysis_*.py) and the ``reprzoo analyze`` section that reports it."""
+    import re
+    from pathlib import Path
+
+    import reprzoo.metrics.analysis as analysis
+    from reprzoo.analysis import SECTIONS
+
+    tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_analysis_*.py"))
+    rows = [r for r in raw_rows() if r["category"] == "METRIC"]
+    assert len(rows) == 21 and all(r["status"] == "implemented" for r in rows)
+    for row in rows:
+        match = re.fullmatch(r"reprzoo\.metrics\.analysis: ([\w, ]+); reprzoo analyze section (\w+)( \(.*\))?", row["note"])
+        assert match, row["note"]
+        for name in match.group(1).split(", "):
+            assert callable(getattr(analysis, name)), name
+            assert re.search(rf"\b{name}\(", tests), f"{name} is not called in tests/test_analysis_*.py"
+        assert match.group(2) in SECTIONS, match.group(2)
 
 
 def test_every_registered_method_has_a_catalogue_row_or_is_a_baseline():
@@ -58,7 +81,7 @@ def test_counts_from_the_tsv_match_the_registry_and_coverage():
     from reprzoo.lightning_modules import list_methods
 
     rows = raw_rows()
-    implemented = [r for r in rows if r["status"] == "implemented"]
+    implemented = [r for r in rows if r["status"] == "implemented" and r["category"] == "METHOD"]
     registered_titles = {info.title for info in list_methods()} - {
         info.title for info in list_methods() if info.name in BASELINES
     }

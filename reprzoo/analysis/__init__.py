@@ -79,7 +79,9 @@ def analyze(
             subset = torch.randperm(len(dataset), generator=generator)[: min(max_samples, len(dataset))].sort().values
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset.tolist()), batch_size=batch_size)
         say(f"embedding {len(subset)} samples of {data} with {name} ({len(layers or default_layers(encoder.encoder))} layers)")
-        features, model_labels = collect_features(encoder, loader, layers, device)
+        features, model_labels = collect_features(encoder, loader, layers, device, keep_tokens=True)
+        first = next(iter(torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset[:4].tolist()), batch_size=4)))
+        features.inputs = first[0] if isinstance(first[0], torch.Tensor) else None
         if labels is not None and not torch.equal(labels, model_labels):
             raise ReprzooError("the models saw different labels for the same samples; analyse them on the same data")
         labels = model_labels

@@ -24,6 +24,9 @@ class ModelFeatures:
         tokens: layer name -> ``(N, T, C)`` token states, for sequence models whose layers output tokens.
         kind: the representation kind the model records (``dense``, ``multi_vector``, ``slots``, ...).
         encoder: the loaded model (for analyses that run it again: inversion).
+        inputs: the first few analysed inputs, preprocessed for this model (inversion's targets).
+        maps: layer name -> ``(MAP_SAMPLES, C, ...)`` unpooled outputs of the first samples (channel signatures over
+            samples and positions, for feature merging).
     """
 
     name: str
@@ -33,6 +36,11 @@ class ModelFeatures:
     tokens: dict[str, torch.Tensor] = field(default_factory=dict)
     kind: str = "dense"
     encoder: nn.Module | None = None
+    inputs: torch.Tensor | None = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+MAP_SAMPLES = 32  # unpooled layer outputs kept (memory: 32 x C x H x W floats per layer)
 
 
 def default_layers(module: nn.Module) -> list[str]:
@@ -93,6 +101,7 @@ def collect_features(
         raise UnknownNameError(f"layer of {encoder.name}", unknown[0], [n for n in named if n])
     pooled: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     tokens: dict[str, list[torch.Tensor]] = {}
+    maps: dict[str, torch.Tensor] = {}
 
     def hook(name):
         def record(_module, _inputs, output):
@@ -100,6 +109,10 @@ def collect_features(
             pooled[name].append(flat.cpu())
             if keep_tokens and seq is not None:
                 tokens.setdefault(name, []).append(seq.cpu())
+            if name not in maps:  # the first batch's unpooled outputs: (n, C, positions...)
+                full = output[0] if isinstance(output, (tuple, list)) else getattr(output, "last_hidden_state", output)
+                full = full.detach().float()[:MAP_SAMPLES].cpu()
+                maps[name] = full.transpose(1, 2) if full.ndim == 3 else full
 
         return record
 
@@ -123,6 +136,7 @@ def collect_features(
         tokens={name: _cat_tokens(parts) for name, parts in tokens.items()},
         kind=encoder.kind,
         encoder=encoder,
+        maps=maps,
     )
     return features, torch.cat(labels).long()
 
