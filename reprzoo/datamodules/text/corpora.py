@@ -398,3 +398,270 @@ def wordnet_corpus(path: str | Path | None = None) -> list[str]:
     (``path=None``) 89,578 lines and about 1.3M tokens.
     """
     return [gloss_line(r) for r in wordnet_glosses(path)]
+
+
+# ----------------------------------------------------------------------------------------------- Debian packages
+SOURCES["debian"] = {
+    "description": "Debian package descriptions: package name, section, one-line synopsis, long description, "
+    "Depends (with Pre-Depends) and debtags, from the archive's Packages and Translation-en lists (bookworm main: "
+    "63,440 amd64 packages); the shipped fixture data/debian_packages.jsonl.xz holds a seeded sample of 5,000",
+    "licence": "each package description is part of its package and is distributed under that package's copyright "
+    "(debian/copyright); every package of Debian's main archive is free software under the Debian Free Software "
+    "Guidelines (DFSG), so its description may be copied, modified and redistributed (shipped as "
+    "data/DEBIAN_NOTICE and in the fixture's header)",
+    "origin": "apt lists of the Debian archive, bookworm, bookworm-updates and bookworm-security, main, amd64 "
+    "(/var/lib/apt/lists/*_Packages*, *_Translation-en* after `apt-get -o Acquire::Languages=en update`); "
+    "https://www.debian.org/social_contract",
+}
+
+DEBIAN_FIXTURE = DATA_DIR / "debian_packages.jsonl.xz"
+_DEBIAN_FIELDS = ("package", "section", "synopsis", "description", "depends", "tags")
+
+
+def _open_list(path: str | Path) -> io.TextIOBase:
+    """A Debian list file as text, decompressed by its suffix: ``.lz4`` (the ``lz4`` module if installed, else the
+    ``lz4`` command apt itself relies on), ``.xz``/``.lzma``, ``.gz``, ``.bz2``, ``.zst`` (the ``zstd`` command), or
+    plain."""
+    import bz2
+    import gzip
+    import shutil
+    import subprocess
+
+    path = Path(path)
+    suffix = path.suffix
+    if suffix in (".xz", ".lzma"):
+        return lzma.open(path, "rt", encoding="utf-8", errors="replace")
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    if suffix == ".bz2":
+        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
+    if suffix in (".lz4", ".zst"):
+        if suffix == ".lz4" and importlib.util.find_spec("lz4") is not None:
+            import lz4.frame
+
+            return lz4.frame.open(path, "rt", encoding="utf-8", errors="replace")
+        tool = "lz4" if suffix == ".lz4" else "zstd"
+        if shutil.which(tool) is None:
+            raise ReprzooError(f"{path} is {tool}-compressed and the {tool} command is missing: apt-get install {tool}")
+        raw = subprocess.run([tool, "-dc", str(path)], check=True, capture_output=True).stdout
+        return io.StringIO(raw.decode("utf-8", errors="replace"))
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def read_deb822(path: str | Path):
+    """The paragraphs of a Debian control-format file (``Packages``, ``Translation-en``; compressed or not) as dicts
+    of field -> value; a multi-line value keeps its continuation lines (each with its leading space) after a
+    newline."""
+    with _open_list(path) as f:
+        fields: dict[str, str] = {}
+        last = None
+        for line in f:
+            line = line.rstrip("\n")
+            if not line.strip():
+                if fields:
+                    yield fields
+                fields, last = {}, None
+            elif line[0] in " \t":
+                if last is not None:
+                    fields[last] += "\n" + line
+            elif ":" in line:
+                last, _, value = line.partition(":")
+                fields[last] = value.strip()
+        if fields:
+            yield fields
+
+
+def long_description(lines: list[str]) -> str:
+    """The extended description of a ``Description`` field (its continuation lines) as text, following Debian
+    policy 5.6.13: lines starting with one space are wrapped text (joined with spaces), lines with two or more are
+    verbatim (kept on their own line), a line ``" ."`` separates paragraphs (a blank line in the result)."""
+    paragraphs, current = [], []
+    for line in lines:
+        body = line[1:] if line.startswith(" ") else line
+        if body.strip() == ".":
+            if current:
+                paragraphs.append("".join(current).strip())
+            current = []
+        elif body.startswith((" ", "\t")):  # verbatim
+            current.append(("\n" if current and not current[-1].endswith("\n") else "") + body.rstrip() + "\n")
+        else:
+            current.append(("" if not current or current[-1].endswith("\n") else " ") + body.strip())
+    if current:
+        paragraphs.append("".join(current).strip())
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def parse_depends(value: str) -> list[str]:
+    """Package names of a relationship field (``Depends``), in order, each once: version constraints, architecture
+    qualifiers (``:any``) and restrictions dropped, every alternative of ``a | b`` kept."""
+    names: list[str] = []
+    for group in value.split(","):
+        for alternative in group.split("|"):
+            name = re.split(r"[\s(\[<:]", alternative.strip(), maxsplit=1)[0]
+            if name and name not in names:
+                names.append(name)
+    return names
+
+
+def _version_part(text: str) -> tuple:
+    """A comparison key of an upstream version or revision, dpkg's ``verrevcmp``: alternating non-digit parts
+    (compared character by character, ``~`` before the end, letters before other characters) and numbers; each
+    non-digit part ends in 0 and the whole in an end marker, so that ``1.0~rc1 < 1.0 < 1.0a < 1.0.1``."""
+    key = []
+    for letters, digits in re.findall(r"(\D*)(\d*)", text):
+        if not letters and not digits:
+            continue
+        order = [-1 if c == "~" else ord(c) if c.isalpha() else ord(c) + 256 for c in letters]
+        key.append((tuple(order) + (0,), int(digits or 0)))
+    return tuple(key) + (((0,), 0),)
+
+
+def debian_version_key(version: str) -> tuple:
+    """A sort key that orders Debian version strings as ``dpkg --compare-versions`` does (epoch, upstream version,
+    revision)."""
+    epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+    return (int(epoch or 0), _version_part(upstream), _version_part(revision))
+
+
+def _section(value: str) -> str:
+    """A package's section without its archive area: ``contrib/games`` -> ``games``."""
+    return value.rpartition("/")[2] or "unknown"
+
+
+def _list_files(folder: Path, marker: str) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and marker in p.name and not p.name.endswith((".diff", ".gpg")))
+
+
+def parse_debian_lists(packages: list[str | Path], translations: list[str | Path] = ()) -> list[dict]:
+    """Package records (see :func:`debian_packages`) from ``Packages`` lists and ``Translation-en`` lists.
+
+    A package in several lists (suites such as bookworm, bookworm-updates and bookworm-security, or several
+    architectures) keeps its highest version (:func:`debian_version_key`). Its long description is the one of the
+    ``Translation-en`` entry with its ``Description-md5`` (or, failing that, of its name), else the extended part of
+    its ``Description`` field when the Packages list carries one; without either it is empty. Records are sorted by
+    package name.
+    """
+    english: dict[tuple[str, str], str] = {}
+    by_name: dict[str, str] = {}
+    for path in translations:
+        for entry in read_deb822(path):
+            text = entry.get("Description-en", "")
+            if "Package" in entry and text:
+                english[(entry["Package"], entry.get("Description-md5", ""))] = text
+                by_name.setdefault(entry["Package"], text)
+    best: dict[str, dict[str, str]] = {}
+    for path in packages:
+        for entry in read_deb822(path):
+            name, version = entry.get("Package"), entry.get("Version", "0")
+            if not name or "Description" not in entry and "Description-en" not in entry:
+                continue
+            if name in best and debian_version_key(version) <= debian_version_key(best[name].get("Version", "0")):
+                continue
+            best[name] = entry
+    records = []
+    for name in sorted(best):
+        entry = best[name]
+        own = entry.get("Description", entry.get("Description-en", ""))
+        text = english.get((name, entry.get("Description-md5", "")), "")
+        if not text and "\n" not in own:
+            text = by_name.get(name, "")
+        text = text or own
+        synopsis, *rest = text.split("\n")
+        depends = parse_depends(", ".join(v for v in (entry.get("Pre-Depends"), entry.get("Depends")) if v))
+        tags = [t.strip() for t in entry.get("Tag", "").replace("\n", " ").split(",") if t.strip()]
+        records.append(
+            {
+                "package": name,
+                "section": _section(entry.get("Section", "")),
+                "synopsis": synopsis.strip(),
+                "description": long_description(rest),
+                "depends": depends,
+                "tags": tags,
+            }
+        )
+    return records
+
+
+def write_debian_jsonl(records: list[dict], path: str | Path, header: list[str] = ()) -> None:
+    """Write package records as xz-compressed JSON lines, after ``#`` header lines and ``# packages: N``."""
+    import json
+
+    with lzma.open(path, "wt", encoding="utf-8", preset=9 | lzma.PRESET_EXTREME) as f:
+        for line in header:
+            f.write(f"# {line}".rstrip() + "\n")
+        f.write(f"# packages: {len(records)}\n")
+        for r in records:
+            f.write(json.dumps({k: r[k] for k in _DEBIAN_FIELDS}, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
+def read_debian_jsonl(path: str | Path) -> list[dict]:
+    """Read a file written by :func:`write_debian_jsonl`; checks the recorded package count."""
+    import json
+
+    records, expected = [], None
+    with lzma.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                if line.startswith("# packages:"):
+                    expected = int(line.split(":")[1])
+                continue
+            if line.strip():
+                records.append(json.loads(line))
+    if expected is not None and expected != len(records):
+        raise ReprzooError(f"{path}: header says {expected} packages, found {len(records)}; regenerate it")
+    return records
+
+
+@lru_cache(maxsize=1)
+def _fixture_packages() -> tuple[dict, ...]:
+    if not DEBIAN_FIXTURE.is_file():
+        raise ReprzooError(f"the Debian fixture {DEBIAN_FIXTURE} is missing; run scripts/make_text_fixtures.py --debian")
+    return tuple(read_debian_jsonl(DEBIAN_FIXTURE))
+
+
+def debian_packages(path: str | Path | None = None, translations: list[str | Path] | None = None) -> list[dict]:
+    """Debian package records: ``package``, ``section`` (without its archive area: ``games``, ``libs``, ...),
+    ``synopsis`` (the one-line description), ``description`` (the long description as text, paragraphs separated
+    by blank lines; empty where the lists carry none), ``depends`` (package names of ``Pre-Depends`` and
+    ``Depends``, alternatives included) and ``tags`` (debtags, e.g. ``"role::program"``; empty where absent).
+
+    ``path``: an apt lists folder (``/var/lib/apt/lists`` after ``apt-get -o Acquire::Languages=en update``): every
+    ``*Packages*`` and ``*Translation-en*`` file in it; or one ``Packages`` file (``Packages``, ``.xz``, ``.gz``,
+    ``.lz4``, ...) with ``translations`` its ``Translation-en`` files. All packages, sorted by name (bookworm's main,
+    -updates and -security lists for amd64: 63,697). Without ``path``, the shipped fixture: a seeded sample of 5,000
+    bookworm packages with a long description (``scripts/make_text_fixtures.py --debian``). Returns fresh dicts:
+    callers may modify them.
+    """
+    if path is None:
+        return [{**r, "depends": list(r["depends"]), "tags": list(r["tags"])} for r in _fixture_packages()]
+    path = Path(path)
+    if path.is_dir():
+        packages = _list_files(path, "Packages")
+        translations = _list_files(path, "Translation-en") if translations is None else translations
+        if not packages:
+            raise ReprzooError(f"{path} holds no *Packages* list: run apt-get update, or point at a Packages file")
+    elif path.is_file():
+        packages = [path]
+    else:
+        raise ReprzooError(f"{path} is neither an apt lists folder nor a Packages file")
+    return parse_debian_lists(packages, translations or [])
+
+
+def package_text(record: dict) -> str:
+    """A package as one text: ``"synopsis. long description"`` (the labelled texts of the section evaluation)."""
+    return f"{record['synopsis']}. {record['description']}".strip()
+
+
+__all__ += [
+    "DEBIAN_FIXTURE",
+    "debian_packages",
+    "debian_version_key",
+    "long_description",
+    "package_text",
+    "parse_debian_lists",
+    "parse_depends",
+    "read_deb822",
+    "read_debian_jsonl",
+    "write_debian_jsonl",
+]

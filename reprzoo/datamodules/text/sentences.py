@@ -2,12 +2,14 @@
 split (``reprzoo.datamodules.text.tokenizers``), padded into ``{"input_ids", "attention_mask"}`` batches.
 
 - :class:`Sentences`: a corpus of sentences or documents (WordNet definitions, the Lee background corpus, the mini
-  20-newsgroups, a text file), each sample in ``views`` copies (unsupervised sentence methods: SimCSE-style dropout
-  views, masked-LM, auto-encoders). Evaluated on the Lee documents against human similarity (``lee``) or with
-  kNN and a probe on newsgroup topics (``newsgroups``).
+  20-newsgroups, Debian package descriptions, a text file), each sample in ``views`` copies (unsupervised sentence
+  methods: SimCSE-style dropout views, masked-LM, auto-encoders). Evaluated on the Lee documents against human
+  similarity (``lee``) or with kNN and a probe on labelled texts: newsgroup topics (``newsgroups``) or Debian
+  package sections (``debian_sections``).
 - :class:`TextPairs`: (query, document) pairs with in-batch negatives (and mined hard negatives): WordNet
-  definition -> its words (a reverse dictionary); evaluated as retrieval of the held-out pairs' documents
-  (``reprzoo.metrics.retrieval``: MRR@10, nDCG@10, Recall@k computed with ``ir-measures``).
+  definition -> its words (a reverse dictionary), or a Debian package's synopsis -> its long description; evaluated
+  as retrieval of the held-out pairs' documents (``reprzoo.metrics.retrieval``: MRR@10, nDCG@10, Recall@k computed
+  with ``ir-measures``).
 
 A pushed model stores the tokenizer (``tokenizer.json``) and ``reprzoo.load(name).encode(texts)`` rebuilds it.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from collections import Counter
+from functools import lru_cache
 from typing import Any, Sequence
 
 import torch
@@ -165,34 +169,87 @@ def _split(n: int, test_share: float, salt: str) -> tuple[list[int], list[int]]:
     return train, test
 
 
+#: the Debian sections of the ``debian_sections`` evaluation: those with at least this many packages in the corpus
+#: (16 sections, 3,761 of the fixture's 5,000 packages: libs, libdevel, python, doc, perl, devel, utils, ...)
+DEBIAN_MIN_SECTION_SIZE = 100
+
+#: labelled evaluation -> the corpus its texts come from
+LABELLED_EVALUATIONS = {"newsgroups": "newsgroups", "debian_sections": "debian"}
+
+
+@lru_cache(maxsize=2)
+def _debian_sections(min_size: int) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]]:
+    from reprzoo.datamodules.text import corpora
+
+    records = corpora.debian_packages()
+    counts = Counter(r["section"] for r in records)
+    names = sorted(s for s, n in counts.items() if n >= min_size)
+    kept = [r for r in records if r["section"] in names]
+    return tuple(corpora.package_text(r) for r in kept), tuple(names.index(r["section"]) for r in kept), tuple(names)
+
+
+def debian_sections(min_size: int = DEBIAN_MIN_SECTION_SIZE) -> tuple[list[str], list[int], list[str]]:
+    """The shipped Debian packages of the sections with at least ``min_size`` packages, as ``(texts, labels,
+    section_names)``: a package's text is its synopsis and long description (``corpora.package_text``), in package
+    order; section names sorted."""
+    texts, labels, names = _debian_sections(min_size)
+    return list(texts), list(labels), list(names)
+
+
+def labelled_texts(evaluation: str) -> tuple[list[str], list[int], list[str]]:
+    """``(texts, labels, label_names)`` of a labelled evaluation: ``newsgroups`` or ``debian_sections``."""
+    from reprzoo.datamodules.text import corpora
+
+    if evaluation == "newsgroups":
+        return corpora.mini_newsgroups()
+    if evaluation == "debian_sections":
+        return debian_sections()
+    raise UnknownNameError("labelled text evaluation", evaluation, list(LABELLED_EVALUATIONS))
+
+
 class Sentences(TextDataModule):
     """A corpus of sentences or documents, each training sample in ``views`` copies.
 
     Args:
         corpus: ``wordnet`` (definitions and examples of WordNet 3.0), ``lee`` (the Lee background corpus),
-            ``newsgroups`` (mini 20-newsgroups) or a UTF-8 file, one text a line.
+            ``newsgroups`` (mini 20-newsgroups), ``debian`` (the 5,000 shipped Debian package descriptions,
+            synopsis and long description) or a UTF-8 file, one text a line.
         views: copies of each training sample (2 for dropout-noise contrastive methods; 1 otherwise).
-        evaluation: ``lee`` (Pearson of the 50 Lee documents' cosine similarities with human judgments) or
-            ``newsgroups`` (kNN and probe on the mini 20-newsgroups' topics, a seeded 70/30 split).
+        evaluation: ``lee`` (Pearson of the 50 Lee documents' cosine similarities with human judgments),
+            ``newsgroups`` (kNN and probe on the mini 20-newsgroups' topics, a seeded 70/30 split) or
+            ``debian_sections`` (kNN and probe on the sections of the shipped Debian packages, those with at least
+            :data:`DEBIAN_MIN_SECTION_SIZE` packages, a seeded 70/30 split).
         max_texts: use only the first N texts of the corpus.
         kwargs: :class:`TextDataModule` options (tokenizer, vocab_size, max_length, batch_size).
     """
 
     def __init__(self, corpus: str = "wordnet", views: int = 1, evaluation: str = "lee", max_texts: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if evaluation not in ("lee", "newsgroups"):
-            raise UnknownNameError("text evaluation", evaluation, ["lee", "newsgroups"])
+        if evaluation not in ("lee", *LABELLED_EVALUATIONS):
+            raise UnknownNameError("text evaluation", evaluation, ["lee", *LABELLED_EVALUATIONS])
         if views < 1:
             raise ValueError(f"views must be >= 1, got {views}")
         self.corpus, self.views, self.evaluation, self.max_texts = corpus, views, evaluation, max_texts
-        self.num_classes = 2 if evaluation == "newsgroups" else None  # known before setup: the CLI links it
+        self.num_classes = None  # known before setup for a labelled evaluation: the CLI links it
+        if evaluation == "newsgroups":
+            self.num_classes = 2  # the mini 20-newsgroups' two topics
+        elif evaluation == "debian_sections":
+            self.num_classes = len(debian_sections()[2])
         self.evaluation_protocol = None
 
     def _texts(self) -> list[str]:
+        from reprzoo.datamodules.text import corpora
         from reprzoo.datamodules.text.words import corpus_texts
 
-        texts = [t for t in corpus_texts(self.corpus) if t.strip()]
+        if self.corpus == "debian":
+            texts = [corpora.package_text(r) for r in corpora.debian_packages()]
+        else:
+            texts = [t for t in corpus_texts(self.corpus) if t.strip()]
         return texts[: self.max_texts] if self.max_texts else texts
+
+    def _label_split(self) -> tuple[list[int], list[int]]:
+        """Positions of the labelled evaluation's kNN bank (70%) and queries (30%), seeded by its name."""
+        return _split(len(labelled_texts(self.evaluation)[0]), 0.3, self.evaluation)
 
     def _splits(self):
         from reprzoo.datamodules.text import corpora
@@ -204,9 +261,9 @@ class Sentences(TextDataModule):
             docs, human = corpora.lee_test()
             self.evaluation_protocol = DocumentSimilarityProtocol(human, "lee_pearson")
             return train, _Indexed(self.encode(docs))
-        texts, labels, names = corpora.mini_newsgroups()
+        texts, labels, names = labelled_texts(self.evaluation)
         self.num_classes = len(names)
-        bank, queries = _split(len(texts), 0.3, "newsgroups")
+        bank, queries = self._label_split()
         ids = self.encode(texts)
         self._bank_train = _Encoded([ids[i] for i in bank], [labels[i] for i in bank])
         return train, _Encoded([ids[i] for i in queries], [labels[i] for i in queries])
@@ -217,7 +274,16 @@ class Sentences(TextDataModule):
         return super()._eval_loaders(query)
 
 
-__all__ = ["TOKENIZER_FILE", "Sentences", "TextDataModule", "collate_text", "pad_ids"]
+__all__ = [
+    "DEBIAN_MIN_SECTION_SIZE",
+    "TOKENIZER_FILE",
+    "Sentences",
+    "TextDataModule",
+    "collate_text",
+    "debian_sections",
+    "labelled_texts",
+    "pad_ids",
+]
 
 
 class TextPairs(TextDataModule):
@@ -227,6 +293,9 @@ class TextPairs(TextDataModule):
     Sources:
         ``wordnet_definitions``: a WordNet 3.0 definition (the query) and its synset's words, ``"bank, depository
         financial institution"`` (the document): a reverse dictionary.
+        ``debian_descriptions``: a Debian package's one-line synopsis (the query) and its long description (the
+        document), the 5,000 shipped packages (``corpora.debian_packages``); a query's one relevant document is
+        its own package's.
 
     Evaluation: the held-out pairs (a deterministic ``test_share`` of the synsets, by hash) as retrieval, each query
     against every held-out document, with MRR@10, nDCG@10, Recall@10 and Recall@100 (``ir-measures``).
@@ -239,7 +308,7 @@ class TextPairs(TextDataModule):
         kwargs: :class:`TextDataModule` options (tokenizer, vocab_size, max_length, batch_size).
     """
 
-    SOURCES = ("wordnet_definitions",)
+    SOURCES = ("wordnet_definitions", "debian_descriptions")
 
     def __init__(
         self,
@@ -263,7 +332,10 @@ class TextPairs(TextDataModule):
         if self._pairs is None:
             from reprzoo.datamodules.text import corpora
 
-            pairs = [(g["definition"], ", ".join(g["words"])) for g in corpora.wordnet_glosses() if g["definition"]]
+            if self.source == "debian_descriptions":
+                pairs = [(r["synopsis"], r["description"]) for r in corpora.debian_packages() if r["description"]]
+            else:
+                pairs = [(g["definition"], ", ".join(g["words"])) for g in corpora.wordnet_glosses() if g["definition"]]
             self._pairs = pairs[: self.max_pairs] if self.max_pairs else pairs
         return self._pairs
 
