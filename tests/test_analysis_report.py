@@ -21,7 +21,7 @@ def report(tmp_path_factory):
     from reprzoo.analysis import analyze
 
     out = tmp_path_factory.mktemp("analysis")
-    result = analyze(MODELS, "Digits", out, max_samples=120, progress=False)
+    result = analyze(MODELS, "Digits", out, progress=False, quick=True)  # 60 samples, 5 inversion steps
     return out, result
 
 
@@ -31,7 +31,7 @@ def test_every_analysis_is_run_or_says_why_not(report):
     out, result = report
     doc = json.loads((out / "analysis.json").read_text())
     assert set(doc["sections"]) == set(SECTIONS) == set(result["sections"])
-    assert doc["samples"] == 120 and doc["max_samples"] == 120 and list(doc["models"]) == MODELS
+    assert doc["samples"] == 60 and doc["max_samples"] == 60 and list(doc["models"]) == MODELS
     for key, section in doc["sections"].items():
         assert section["values"] or section["skipped"] or key == "embedding_map", key
         if section["skipped"]:
@@ -90,3 +90,27 @@ def test_bad_requests_are_one_line(tmp_path):
         analyze(MODELS[:1], "Digits", tmp_path, max_samples=3, progress=False)
     with pytest.raises(ReprzooError, match="layer of"):
         analyze(MODELS[:1], "Digits", tmp_path, layers=["stages.9"], progress=False)
+
+
+def test_an_analysis_metric_is_logged_during_validation():
+    """AnalysisEvaluator gathers the queries' features (not the bank's) and logs the scalars of its function on them,
+    capped at max_samples."""
+    import torch
+
+    from reprzoo.metrics.analysis import AnalysisEvaluator, isoscore, neural_collapse
+
+    seen = {}
+    evaluator = AnalysisEvaluator(lambda f, y: {**isoscore(f), "nc1": neural_collapse(f, y)["nc1"], "n": len(f)}, max_samples=50)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(80, 8, generator=g), torch.arange(80) % 4
+    evaluator.update(torch.zeros(10, 8), torch.zeros(10, dtype=torch.long), bank=True, module=None, batch=None)
+    for part in (slice(0, 40), slice(40, 80)):
+        evaluator.update(x[part], y[part], bank=False, module=None, batch=None)
+    evaluator.compute_and_log(lambda name, value: seen.__setitem__(name, value), "val", None)
+    assert seen["val/n"] == 50 and set(seen) == {"val/isoscore", "val/isotropy_defect", "val/dims_used", "val/nc1", "val/n"}
+    keep = torch.randperm(80, generator=torch.Generator().manual_seed(0))[:50]
+    assert seen["val/isoscore"] == isoscore(x[keep])["isoscore"]
+    evaluator.reset()
+    seen.clear()
+    evaluator.compute_and_log(lambda name, value: seen.__setitem__(name, value), "val", None)
+    assert not seen  # nothing seen, nothing logged

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from reprzoo.analysis.features import ModelFeatures, collect_features, default_layers
 from reprzoo.analysis.report import Section, to_json, write_html
@@ -31,6 +32,7 @@ def analyze(
     batch_size: int = 256,
     seed: int = 0,
     progress: bool = True,
+    quick: bool = False,
 ) -> dict[str, Any]:
     """Analyse zoo models on a dataset; returns what ``analysis.json`` holds.
 
@@ -48,6 +50,8 @@ def analyze(
         batch_size: embedding batch size.
         seed: the subset's and the sampled metrics' seed.
         progress: show progress on stderr.
+        quick: a smoke run that checks that everything runs, not what it finds: at most 60 samples and a few
+            inversion steps (``REPRZOO_SMOKE=1`` sets it for the command line).
     """
     from reprzoo.atomic import atomic_write_text
     from reprzoo.zoo.api import load
@@ -63,6 +67,8 @@ def analyze(
 
         raise UnknownNameError("analysis", unknown[0], sorted(SECTIONS))
     keys = [k for k in SECTIONS if analyses is None or k in analyses]
+    if quick:
+        max_samples = min(max_samples, QUICK_SAMPLES)
     say = _progress(progress)
     models: list[ModelFeatures] = []
     labels = subset = None
@@ -86,7 +92,7 @@ def analyze(
             raise ReprzooError("the models saw different labels for the same samples; analyse them on the same data")
         labels = model_labels
         models.append(features)
-    context = AnalysisContext(models=models, labels=labels, max_samples=max_samples, seed=seed, data=data)
+    context = AnalysisContext(models=models, labels=labels, max_samples=max_samples, seed=seed, data=data, quick=quick)
     sections: list[Section] = []
     for key in keys:
         spec = SECTIONS[key]
@@ -96,7 +102,8 @@ def analyze(
             section = spec.section(skipped=reason)
         else:
             say(f"{spec.title}")
-            section = spec.run(context)
+            with threadpool_limits(1):  # many small BLAS problems (probes, fits): threads only contend
+                section = spec.run(context)
         section.seconds = time.perf_counter() - started
         sections.append(section)
     header = {
@@ -115,6 +122,9 @@ def analyze(
     atomic_write_text(out / "report.html", write_html(title, {**header, "models": ", ".join(names)}, sections))
     say(f"wrote {out / 'report.html'} and {out / 'analysis.json'}")
     return {**header, "sections": {s.key: {"values": s.values, "skipped": s.skipped} for s in sections}}
+
+
+QUICK_SAMPLES = 60
 
 
 def _progress(enabled: bool):

@@ -23,6 +23,7 @@ class AnalysisContext:
     max_samples: int
     seed: int = 0
     data: str = ""
+    quick: bool = False  # a smoke run: fewer optimisation steps where a section optimises
 
     @property
     def labelled(self) -> bool:
@@ -579,7 +580,7 @@ def _inversion(ctx: AnalysisContext, out: Section) -> None:
         layers = {n: _layer_fn(module, n) for n in names} | {"embedding": model.encoder.embed}
         images = model.inputs[:INVERSION_IMAGES]
         with torch.enable_grad():
-            result = invert_representation(layers, images, steps=INVERSION_STEPS, seed=ctx.seed)
+            result = invert_representation(layers, images, steps=5 if ctx.quick else INVERSION_STEPS, seed=ctx.seed)
         out.values[model.name] = {
             **{f"{n} representation error": float(result["representation_error"][n]) for n in layers},
             **{f"{n} image error": float(result["image_error"][n]) for n in layers},
@@ -638,10 +639,17 @@ def _feature_complexity(ctx: AnalysisContext, out: Section) -> None:
     needs=("labels", "layers"),
 )
 def _net2vec(ctx: AnalysisContext, out: Section) -> None:
+    from sklearn.model_selection import train_test_split
+
     from reprzoo.metrics.analysis.models import net2vec
 
     concepts = torch.nn.functional.one_hot(ctx.labels - ctx.labels.min()).float()
-    concepts = concepts[:, concepts.sum(0) >= 4]  # a concept needs positives in both splits
+    train, test = train_test_split(torch.arange(len(concepts)).numpy(), test_size=0.3, random_state=ctx.seed)  # net2vec's
+    both = (concepts[train].sum(0) >= 1) & (concepts[test].sum(0) >= 1)  # a concept needs positives on both sides
+    concepts = concepts[:, both]
+    if concepts.shape[1] == 0:
+        out.skipped = "no class has samples on both sides of the 70/30 split: analyse more samples"
+        return
     fig, axes = _grid(1, 5.0)
     for model in ctx.models:
         layers = _layer_stack(model)

@@ -107,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``reprzoo analyze NAME [NAME2 ...] --data D --out DIR``."""
     from reprzoo.analysis import SECTIONS, analyze
+    from reprzoo.cli.training import smoke_run
 
     if args.list:
         for key, spec in SECTIONS.items():
@@ -129,6 +130,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         seed=args.seed,
+        quick=smoke_run(),
     )
     ran = [k for k, v in result["sections"].items() if not v["skipped"]]
     skipped = [k for k, v in result["sections"].items() if v["skipped"]]
