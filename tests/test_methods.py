@@ -277,6 +277,7 @@ def _learning_param(m: str):
     if m in LEARNING_KNOWN_FAILURES:
         marks.append(pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
     if get_method_info(m).modality == "text" and m not in QUICK_TEXT_LEARNING:
+        marks.append(pytest.mark.timeout(1800))  # 5-10 minutes of a quiet 2-core CPU each; more when it is shared
         marks.append(
             pytest.mark.skipif(
                 os.environ.get("REPRZOO_LEARNING_TIER", "quick") != "full" and not os.environ.get("REPRZOO_LEARNING_EPOCHS"),
