@@ -38,7 +38,9 @@ def analyze(
 
     Args:
         names: one or more zoo names (pairwise analyses need two or more).
-        data: a datamodule name (its evaluation split, with each model's own preprocessing) or a folder of images.
+        data: image models: a datamodule name (its evaluation split, with each model's own preprocessing) or a folder
+            of images; text models: a labelled text evaluation (``newsgroups``, ``debian_sections``) or a file of
+            one text per line (:func:`text_dataset`), through each model's own tokenizer.
         out: folder for ``analysis.json`` and ``report.html`` (created; existing files there are replaced).
         layers: module names inside each model's encoder (default: its stages or blocks).
         analyses: section keys to run (default: all that apply; ``reprzoo analyze --list`` names them).
@@ -72,22 +74,28 @@ def analyze(
     say = _progress(progress)
     models: list[ModelFeatures] = []
     labels = subset = None
+    modalities: set[str] = set()
     for name in names:
         encoder = load(name, device=device)
-        if (encoder.config.get("preprocessing") or {}).get("modality", "image") != "image":
-            raise ReprzooError(
-                f"{name} is a {encoder.config['preprocessing']['modality']} model: reprzoo analyze reads image data "
-                "today (pass image models; text analyses run from Python on token states)"
-            )
-        dataset, _ = embedding_dataset(data, split, encoder.transform, dict(data_overrides or {}))
+        modality = (encoder.config.get("preprocessing") or {}).get("modality", "image")
+        if modalities and modality not in modalities:
+            raise ReprzooError(f"{name} is a {modality} model and {names[0]} is not: analyse models of one modality together")
+        modalities.add(modality)
+        if modality == "text":
+            dataset, collate = text_dataset(data, split), _TextCollate(encoder.tokenizer)
+        else:
+            dataset, collate = embedding_dataset(data, split, encoder.transform, dict(data_overrides or {}))[0], None
         if subset is None:
             generator = torch.Generator().manual_seed(seed)
             subset = torch.randperm(len(dataset), generator=generator)[: min(max_samples, len(dataset))].sort().values
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset.tolist()), batch_size=batch_size)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(dataset, subset.tolist()), batch_size=batch_size, collate_fn=collate
+        )
         say(f"embedding {len(subset)} samples of {data} with {name} ({len(layers or default_layers(encoder.encoder))} layers)")
         features, model_labels = collect_features(encoder, loader, layers, device, keep_tokens=True)
-        first = next(iter(torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset[:4].tolist()), batch_size=4)))
-        features.inputs = first[0] if isinstance(first[0], torch.Tensor) else None
+        if modality == "image":
+            first = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, subset[:4].tolist()), batch_size=4)
+            features.inputs = next(iter(first))[0]
         if labels is not None and not torch.equal(labels, model_labels):
             raise ReprzooError("the models saw different labels for the same samples; analyse them on the same data")
         labels = model_labels
@@ -127,6 +135,41 @@ def analyze(
 QUICK_SAMPLES = 60
 
 
+def text_dataset(data: str, split: str = "test") -> list[tuple[str, int]]:
+    """``(text, label)`` pairs to analyse a text model on: a labelled evaluation (``newsgroups``,
+    ``debian_sections``: its held-out 30% for ``split="test"``, its kNN bank otherwise) or a UTF-8 file of one text per
+    line (label -1)."""
+    from reprzoo.datamodules.text.sentences import LABELLED_EVALUATIONS, labelled_split, labelled_texts
+
+    path = Path(data).expanduser()
+    if path.is_file():
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as err:
+            raise ReprzooError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        texts = [line for line in lines if line]
+        if not texts:
+            raise ReprzooError(f"{path} holds no text (one text per line)")
+        return [(text, -1) for text in texts]
+    if data not in LABELLED_EVALUATIONS:
+        from reprzoo.errors import UnknownNameError
+
+        raise UnknownNameError("text data for analysis (or a file)", data, list(LABELLED_EVALUATIONS))
+    texts, labels, _ = labelled_texts(data)
+    bank, queries = labelled_split(data)
+    return [(texts[i], labels[i]) for i in (queries if split == "test" else bank)]
+
+
+class _TextCollate:
+    """A batch of ``(text, label)`` through a model's own tokenizer."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __call__(self, batch):
+        return self.tokenizer([text for text, _ in batch]), torch.tensor([label for _, label in batch])
+
+
 def _progress(enabled: bool):
     if not enabled:
         return lambda message: None
@@ -136,4 +179,4 @@ def _progress(enabled: bool):
     return lambda message: console.log(message)
 
 
-__all__ = ["SECTIONS", "analyze"]
+__all__ = ["SECTIONS", "analyze", "text_dataset"]

@@ -467,7 +467,8 @@ def _token_models(ctx: AnalysisContext) -> str | None:
     "Position and context in token states",
     "Song & Zhong, Uncovering hidden geometry in Transformers via disentangling position and context (arXiv:2310.04861)",
     "h[c, t] = mean + pos[t] + ctx[c] + residual per layer: the variance shares of position, context and residual, "
-    "how low-dimensional and smooth the positional part is, and how incoherent it is with the context part.",
+    "how low-dimensional and smooth the positional part is, and how incoherent it is with the context part (texts: "
+    "the first t positions of the inputs at least t tokens long, t the median length).",
     when=_token_models,
 )
 def _position_context(ctx: AnalysisContext, out: Section) -> None:
@@ -475,8 +476,11 @@ def _position_context(ctx: AnalysisContext, out: Section) -> None:
 
     for model in ctx.models:
         for layer, states in model.tokens.items():
-            result = position_context_decomposition(states)
-            out.values[f"{model.name} {layer}"] = _scalars(result)
+            if model.token_mask is not None:  # padded texts: the first t positions of the inputs that have them
+                lengths = model.token_mask.sum(1)
+                t = int(lengths.float().median())
+                states = states[lengths >= t, :t]
+            out.values[f"{model.name} {layer}"] = _scalars(position_context_decomposition(states))
 
 
 @section(
@@ -493,8 +497,9 @@ def _layer_quality(ctx: AnalysisContext, out: Section) -> None:
     fig, axes = _grid(2, 4.2)
     for model in ctx.models:
         names = list(model.tokens)
-        entropy = [prompt_entropy(model.tokens[n])["prompt_entropy_normalized"] for n in names]
-        curvature = [prompt_curvature(model.tokens[n])["curvature"] for n in names]
+        mask = model.token_mask
+        entropy = [prompt_entropy(model.tokens[n], mask=mask)["prompt_entropy_normalized"] for n in names]
+        curvature = [prompt_curvature(model.tokens[n], mask=mask)["curvature"] for n in names]
         out.values[model.name] = {f"{n} entropy": e for n, e in zip(names, entropy)} | {
             f"{n} curvature": c for n, c in zip(names, curvature)
         }

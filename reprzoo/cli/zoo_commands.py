@@ -90,7 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "analyze", help="representation analysis of zoo models: analysis.json and a self-contained HTML report"
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="one or more zoo models (pairwise analyses need two)")
-    p.add_argument("--data", help="datamodule name (its held-out split, each model's own preprocessing) or an image folder")
+    p.add_argument(
+        "--data",
+        help="image models: a datamodule name (its held-out split) or an image folder; text models: newsgroups, "
+        "debian_sections or a file of one text per line (each model uses its own preprocessing)",
+    )
     p.add_argument("--out", default="analysis", help="output folder (default: ./analysis)")
     p.add_argument("--layers", nargs="+", default=None, help="encoder module names (default: its stages or blocks)")
     p.add_argument("--only", nargs="+", default=None, metavar="ANALYSIS", help="run only these analyses (see --list)")

@@ -207,6 +207,12 @@ def labelled_texts(evaluation: str) -> tuple[list[str], list[int], list[str]]:
     raise UnknownNameError("labelled text evaluation", evaluation, list(LABELLED_EVALUATIONS))
 
 
+def labelled_split(evaluation: str) -> tuple[list[int], list[int]]:
+    """Positions of a labelled evaluation's kNN bank (70%) and held-out queries (30%), seeded by its name: the split
+    every datamodule evaluating on it uses."""
+    return _split(len(labelled_texts(evaluation)[0]), 0.3, evaluation)
+
+
 class Sentences(TextDataModule):
     """A corpus of sentences or documents, each training sample in ``views`` copies.
 
@@ -249,7 +255,7 @@ class Sentences(TextDataModule):
 
     def _label_split(self) -> tuple[list[int], list[int]]:
         """Positions of the labelled evaluation's kNN bank (70%) and queries (30%), seeded by its name."""
-        return _split(len(labelled_texts(self.evaluation)[0]), 0.3, self.evaluation)
+        return labelled_split(self.evaluation)
 
     def _splits(self):
         from reprzoo.datamodules.text import corpora
