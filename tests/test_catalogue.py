@@ -34,8 +34,6 @@ def test_implemented_rows_name_registered_importable_classes():
     rows = raw_rows()
     assert len({r["title"] for r in rows}) == len(rows), "duplicate catalogue titles"
     for row in rows:
-        if row["status"] == "implemented" and row["category"] == "METRIC":
-            continue  # test_implemented_metric_rows_name_tested_functions_and_report_sections
         if row["status"] == "implemented":
             assert row["category"] == "METHOD", row["title"]
             infos = by_title.get(row["title"])
@@ -48,9 +46,10 @@ def test_implemented_rows_name_registered_importable_classes():
             assert row["note"].strip(), f"{row['title']!r} is {row['status']} without a note"
 
 
-def test_implemented_metric_rows_name_tested_functions_and_report_sections():
-    """A METRIC row is implemented when its note names functions of reprzoo.metrics.analysis (each unit-tested in
-    tests/test_analysis_*.py) and the ``reprzoo analyze`` section that reports it."""
+def test_metric_rows_name_tested_functions_and_report_sections():
+    """Every METRIC row is built (status ``metric``; one ``out-of-scope`` for want of offline data): its note names
+    functions of reprzoo.metrics.analysis (each called in tests/test_analysis_*.py) and the ``reprzoo analyze`` section
+    that reports it."""
     import re
     from pathlib import Path
 
@@ -59,9 +58,9 @@ def test_implemented_metric_rows_name_tested_functions_and_report_sections():
 
     tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_analysis_*.py"))
     rows = [r for r in raw_rows() if r["category"] == "METRIC"]
-    assert len(rows) == 21 and all(r["status"] == "implemented" for r in rows)
+    assert len(rows) == 21 and sorted(r["status"] for r in rows) == ["metric"] * 20 + ["out-of-scope"]
     for row in rows:
-        match = re.fullmatch(r"reprzoo\.metrics\.analysis: ([\w, ]+); reprzoo analyze section (\w+)( \(.*\))?", row["note"])
+        match = re.search(r"reprzoo\.metrics\.analysis: ([\w, ]+); reprzoo analyze section (\w+)", row["note"])
         assert match, row["note"]
         for name in match.group(1).split(", "):
             assert callable(getattr(analysis, name)), name
@@ -81,7 +80,7 @@ def test_counts_from_the_tsv_match_the_registry_and_coverage():
     from reprzoo.lightning_modules import list_methods
 
     rows = raw_rows()
-    implemented = [r for r in rows if r["status"] == "implemented" and r["category"] == "METHOD"]
+    implemented = [r for r in rows if r["status"] == "implemented"]
     registered_titles = {info.title for info in list_methods()} - {
         info.title for info in list_methods() if info.name in BASELINES
     }
