@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import threadpoolctl
 import torch
 
 #: Variables of the user's shell that would reach into tests: their zoo (``REPRZOO_HOME``), their Hugging Face home,
@@ -36,6 +37,9 @@ os.environ["REPRZOO_HOME"] = str(SESSION_HOME / "reprzoo-home")
 os.environ["HF_HOME"] = str(SESSION_HOME / "hf-home")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # two workers on two cores: no oversubscription
+# one BLAS thread (numpy, scikit-learn, SciPy): tests fit many tiny problems, which threads only slow down, many
+# times over on a shared machine
+threadpoolctl.threadpool_limits(1)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 warnings.filterwarnings("ignore", ".*pin_memory.*")
 

@@ -7,7 +7,6 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 from torch import nn
 
 from reprzoo.metrics.analysis.models import (
@@ -18,12 +17,6 @@ from reprzoo.metrics.analysis.models import (
     net2vec,
     total_variation,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(1):  # sklearn's small fits are many times slower with BLAS threads on a busy machine
-        yield
 
 
 def smooth_images(batch: int = 1, size: int = 12) -> torch.Tensor:

@@ -9,7 +9,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.naive_bayes import GaussianNB
-from threadpoolctl import threadpool_limits
 
 from reprzoo.metrics.analysis.probes import (
     feature_norm_probe,
@@ -20,12 +19,6 @@ from reprzoo.metrics.analysis.probes import (
     rashomon_ratio,
     sparse_probe,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(1):  # sklearn's small fits are many times slower with BLAS threads on a busy machine
-        yield
 
 
 def gaussian_classes(n_per_class: int, seed: int, classes: int = 3, dim: int = 64):

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from reprzoo.errors import ReprzooError
+from test_text_interop import sentence_model  # noqa: F401  (a pushed MNRL encoder, a fixture)
 
 MODELS = ["simsiam-tinyresnet-digits", "byol-tinyresnet-digits"]
 
@@ -116,27 +117,18 @@ def test_an_analysis_metric_is_logged_during_validation():
     assert not seen  # nothing seen, nothing logged
 
 
-def test_a_text_model_is_analysed_on_its_token_states(tmp_path, monkeypatch, tiny_trainer_kwargs):
+def test_a_text_model_is_analysed_on_its_token_states(sentence_model, tmp_path):  # noqa: F811 (imported fixture)
     """A pushed transformer text encoder: its BERT layers are hooked, the token-state analyses (position/context,
     prompt entropy and curvature) run on real text, image-only ones say why not."""
     from reprzoo.analysis import analyze
-    from reprzoo.datamodules import TextPairs
-    from reprzoo.lightning_modules import MNRL
-    from test_text_interop import _fit_and_push
 
-    monkeypatch.setenv("REPRZOO_HOME", str(tmp_path / "home"))
-    init = {"max_pairs": 400, "vocab_size": 600, "batch_size": 16, "max_length": 32}
-    data = TextPairs(**init)
-    data.init_args = init
-    model = MNRL(vocab_size=data.vocab_size, backbone="bert_tiny", backbone_kwargs={"pooling": "mean", "max_length": 32})
-    _fit_and_push(tmp_path, model, data, "mnrl-berttiny-wordnet.analysis", tiny_trainer_kwargs)
-    result = analyze(["mnrl-berttiny-wordnet.analysis"], "newsgroups", tmp_path / "out", progress=False, quick=True)
+    result = analyze([sentence_model], "newsgroups", tmp_path / "out", progress=False, quick=True)
     sections = result["sections"]
-    assert result["samples"] == 60 and result["layers"]["mnrl-berttiny-wordnet.analysis"][-1] == "model.encoder.layer.1"
+    assert result["samples"] == 60 and result["layers"][sentence_model][-1] == "model.encoder.layer.1"
     for key in ("position_context", "layer_quality", "isotropy", "neural_collapse"):
         assert not sections[key]["skipped"] and sections[key]["values"], key
     shares = next(iter(sections["position_context"]["values"].values()))
     assert abs(shares["pos_share"] + shares["ctx_share"] + shares["resid_share"] - 1) < 1e-6
     assert "image" in sections["inversion"]["skipped"]
     with pytest.raises(ReprzooError, match="Did you mean: newsgroups"):
-        analyze(["mnrl-berttiny-wordnet.analysis"], "newsgroup", tmp_path / "out", progress=False)
+        analyze([sentence_model], "newsgroup", tmp_path / "out", progress=False)

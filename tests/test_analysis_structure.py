@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import entropy, linregress
-from threadpoolctl import threadpool_limits
 
 from reprzoo.metrics.analysis.structure import (
     dci_scores,
@@ -15,12 +14,6 @@ from reprzoo.metrics.analysis.structure import (
     slot_dci,
     visual_token_statistics,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(1):  # sklearn's small fits are many times slower with BLAS threads on a busy machine
-        yield
 
 
 def test_visual_token_statistics_match_scipy():

@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from reprzoo.errors import ReprzooError
+from test_hub import hub_env  # noqa: F401  (the fake Hugging Face Hub, a fixture)
 
 
 def _fit_and_push(tmp_path, model, data, name: str, tiny_trainer_kwargs):
@@ -99,24 +100,17 @@ def test_a_tampered_sentence_transformers_file_is_refused(sentence_model):
         reprzoo.load(sentence_model)
 
 
-def test_a_text_model_from_the_hugging_face_hub_loads_in_sentence_transformers(sentence_model, tmp_path, monkeypatch):
+def test_a_text_model_from_the_hugging_face_hub_loads_in_sentence_transformers(sentence_model, tmp_path, hub_env):  # noqa: F811
     """Pushed to a (fake, local) Hugging Face Hub and downloaded again: the snapshot holds the sentence-transformers
     module folders too."""
     from sentence_transformers import SentenceTransformer
 
     import reprzoo
     from reprzoo.zoo.api import resolve
-    from test_hub import FakeHub
 
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_tests")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    with FakeHub() as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
-        reprzoo.zoo.push(tmp_path / "run", "mnrl-berttiny-wordnet.hf", to="hf://reprzoo-test/mnrl-tiny")
-        encoder = reprzoo.load("hf://reprzoo-test/mnrl-tiny")
-        folder = resolve("hf://reprzoo-test/mnrl-tiny").folder
+    reprzoo.zoo.push(tmp_path / "run", "mnrl-berttiny-wordnet.hf", to="hf://reprzoo-test/mnrl-tiny")
+    encoder = reprzoo.load("hf://reprzoo-test/mnrl-tiny")
+    folder = resolve("hf://reprzoo-test/mnrl-tiny").folder
     assert (folder / "0_Transformer" / "config.json").is_file()
     theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True)
     torch.testing.assert_close(theirs.cpu(), encoder.encode(TEXTS), rtol=1e-4, atol=1e-5)
