@@ -150,6 +150,18 @@ def test_defsent_plus_builds_its_entry_table_progressively():
     x = _batch(seed=4)
     model.eval()
     torch.testing.assert_close(model.embed(x), model.projection(model.backbone(x)))
+    # a stage's rebuild: every entry re-embedded by the encoder as it is now, the map refitted on the whole table
+    batches = [(_batch(n=24, seed=5), torch.arange(0, 24)), (_batch(n=24, seed=6), torch.arange(24, 48))]
+    model.train()
+    model.build_entries(batches)
+    assert model.built.sum() == 48 and model.training  # rebuilt in eval mode, the mode restored
+    model.eval()
+    with torch.no_grad():
+        expected = torch.cat([model.backbone(b) for b, _ in batches])
+    torch.testing.assert_close(model.entries[:48], expected)
+    mean, transform = isotropy_statistics(model.entries[model.built], "isotropic")
+    torch.testing.assert_close(model.projection.mean, mean)
+    torch.testing.assert_close(model.projection.transform, transform)
 
 
 def test_unified_dictionary_trains_every_part_and_embeds_in_the_shared_space():
