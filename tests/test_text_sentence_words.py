@@ -20,6 +20,7 @@ from reprzoo.losses.sentence_words import (
     hashed_bigrams,
     mean_negative_sampling_loss,
     ordered_matrix_product,
+    sentence_mean_gradient,
     straight_through_round,
 )
 
@@ -120,17 +121,55 @@ def test_document_code_gradient_is_autograds(rounded):
 def test_sent2vec_contexts_mask_the_target_and_hash_its_bigrams():
     model = Sent2Vec(vocab_size=20, bucket=50, dropout_k=0, sample=0.0)
     ids, mask = compact_words(BATCH)
-    rows, keep, targets = model.contexts(ids, mask)
-    assert len(targets) == 8  # every word of both sentences
+    rows, keep, targets, sentences = model.contexts(ids, mask)
+    assert len(targets) == 8 and sentences.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]  # every word of both sentences
     first = rows[0][keep[0]].tolist()  # sentence [7, 9, 11] with 7 masked: unigrams then bigrams
     assert first[:3] == [MASK_ID, 9, 11] and len(first) == 5
     assert first[3:] == hashed_bigrams(torch.tensor([[MASK_ID, 9, 11]]), 20, 50)[0].tolist()
     dropped = Sent2Vec(vocab_size=20, bucket=50, dropout_k=2, sample=0.0)
-    rows, keep, _ = dropped.contexts(ids, mask)
+    rows, keep, _, _ = dropped.contexts(ids, mask)
     unigrams = keep[:, : ids.shape[1]].sum(1)
     bigrams = keep[:, ids.shape[1] :].sum(1)
     assert (unigrams[:3] == 3).all() and (bigrams[:3] <= 1).all()  # 3 words: 1 position dropped (n - 2)
     assert (bigrams[3:] <= 2).all()  # 5 words: 2 positions dropped break at least 2 of the 4 bigrams
+
+
+def test_sentence_mean_gradient_averages_a_row_over_the_sentences_that_use_it():
+    torch.manual_seed(0)
+    table = torch.randn(6, 3, requires_grad=True)
+    rows = torch.tensor([[1, 2, 0], [1, 3, 3], [1, 4, 5], [2, 2, 5]])
+    keep = torch.tensor([[True, True, False], [True, True, True], [True, True, True], [True, True, False]])
+    sentences = torch.tensor([0, 0, 1, 2])
+    coef = torch.randn(4, 3, 3)
+    looked_up = table[rows]
+    out = sentence_mean_gradient(looked_up, rows, keep, sentences)
+    torch.testing.assert_close(out, looked_up)  # the identity forward
+    (out * coef * keep.unsqueeze(-1)).sum().backward()
+    expected = torch.zeros(6, 3)  # each use's gradient over the number of sentences using the row: a loop
+    for n in range(4):
+        for j in range(3):
+            if keep[n, j]:
+                r = int(rows[n, j])
+                users = {int(sentences[m]) for m in range(4) for i in range(3) if keep[m, i] and int(rows[m, i]) == r}
+                expected[r] += coef[n, j] / len(users)
+    torch.testing.assert_close(table.grad, expected)
+    # row 1: in sentences 0 (twice), 1: half of its summed gradient; row 3: twice in sentence 0, summed
+    torch.testing.assert_close(table.grad[3], coef[1, 1] + coef[1, 2])
+    with pytest.raises(ValueError, match="sentences"):
+        sentence_mean_gradient(looked_up, rows, keep, sentences[:2])
+
+
+def test_sent2vec_trains_each_view_as_its_own_sentence():
+    from reprzoo.lightning_modules.text.sent2vec import sentences_of
+
+    query = {
+        "input_ids": torch.tensor([[2, 7, 9, 3], [2, 6, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+    }
+    document = {"input_ids": torch.tensor([[2, 8, 10, 12, 3], [2, 11, 3, 0, 0]]), "attention_mask": torch.ones(2, 5)}
+    document["attention_mask"][1, 3:] = 0
+    ids, mask = sentences_of([query, document])
+    assert [row[m].tolist() for row, m in zip(ids, mask)] == [[7, 9], [6], [8, 10, 12], [11]]
 
 
 def test_sent2vec_encoder_is_the_mean_of_unigram_and_bigram_rows():

@@ -1,7 +1,7 @@
-"""Pure functions of the word-based sentence methods: Sent2Vec's hashed bigrams (Pagliardini et al., 2018, arXiv
-1703.02507), CMOW's ordered matrix product and its negative-sampling loss (Mai et al., 2019, arXiv 1902.06423), and
-Binary Paragraph Vector's binary bottleneck, softmax loss and inference gradient (Grzegorczyk & Kurdziel, 2017, arXiv
-1611.01116; Grzegorczyk, 2019). Sent2Vec's loss is word2vec's :func:`~reprzoo.losses.word2vec.negative_sampling_loss`."""
+"""Pure functions of the word-based sentence methods: Sent2Vec's hashed bigrams and the gradient of its
+mini-batches (Pagliardini et al., 2018, arXiv 1703.02507), CMOW's ordered matrix product and its negative-sampling
+loss (Mai et al., 2019, arXiv 1902.06423), and Binary Paragraph Vector's binary bottleneck, softmax loss and
+inference gradient (Grzegorczyk & Kurdziel, 2017, arXiv 1611.01116; Grzegorczyk, 2019). Sent2Vec's loss is word2vec's :func:`~reprzoo.losses.word2vec.negative_sampling_loss`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,37 @@ def hashed_bigrams(ids: torch.Tensor, vocab_size: int, bucket: int) -> torch.Ten
         raise ValueError(f"bucket must be >= 1, got {bucket}")
     ids = ids.long()
     return vocab_size + (ids[:, :-1] * NGRAM_HASH_MULTIPLIER + ids[:, 1:]) % bucket
+
+
+def sentence_mean_gradient(
+    vectors: torch.Tensor, rows: torch.Tensor, keep: torch.Tensor, sentences: torch.Tensor
+) -> torch.Tensor:
+    """The identity forward; backward, the gradient of each looked-up vector divided by the number of distinct
+    sentences of the batch that use its row: a row used by several sentences takes the mean of their gradients,
+    the predictions of one sentence still add up (Sent2Vec's mini-batches, see its "Ours").
+
+    Args:
+        vectors: ``(n, m, d)`` rows looked up for n predictions (m rows each).
+        rows: ``(n, m)`` their row ids (non-negative).
+        keep: ``(n, m)`` True where a row is used (padding and dropped rows count for no sentence).
+        sentences: ``(n,)`` the sentence of each prediction.
+
+    Returns:
+        ``vectors`` (same values), with the scaled gradient.
+    """
+    if vectors.ndim != 3 or vectors.shape[:2] != rows.shape or rows.shape != keep.shape or sentences.shape != rows.shape[:1]:
+        raise ValueError(
+            f"need vectors (n, m, d), rows and keep (n, m), sentences (n,): got {tuple(vectors.shape)}, "
+            f"{tuple(rows.shape)}, {tuple(keep.shape)}, {tuple(sentences.shape)}"
+        )
+    if not keep.any():
+        return vectors
+    rows, sentences = rows.long(), sentences.long()
+    stride = int(sentences.max()) + 1
+    pairs = torch.unique(rows[keep] * stride + sentences.unsqueeze(1).expand_as(rows)[keep])  # distinct (row, sentence)
+    users = torch.bincount(pairs // stride, minlength=int(rows.max()) + 1)
+    scale = 1.0 / users[rows].clamp(min=1).to(vectors.dtype).unsqueeze(-1)
+    return vectors.detach() + (vectors - vectors.detach()) * scale
 
 
 def mean_negative_sampling_loss(hidden: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -140,5 +171,6 @@ __all__ = [
     "hashed_bigrams",
     "mean_negative_sampling_loss",
     "ordered_matrix_product",
+    "sentence_mean_gradient",
     "straight_through_round",
 ]
