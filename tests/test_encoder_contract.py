@@ -124,7 +124,8 @@ def test_every_method_class_is_registered_importable_and_has_both_recipes():
     for name, cls in registered.items():
         assert getattr(lm, name) is cls, f"reprzoo.lightning_modules.{name} is not importable"
         if lm.METHODS[name].modality == "text":  # one recipe on all of its real text; the tests take a share of it
-            folders = ("wordnet", "polarity")
+            from test_methods import TEXT_RECIPE_FOLDERS as folders
+
             assert any(f"{d}/{name.lower()}" in recipes for d in folders), f"{name} has no recipe in {folders}"
             continue
         assert f"digits/{name.lower()}" in recipes, f"{name} has no digits-scale recipe"
