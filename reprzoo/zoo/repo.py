@@ -61,10 +61,15 @@ def preprocessing_files(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     files = ((config.get("preprocessing") or {}).get("files")) or {}
     if not isinstance(files, dict):
         raise IntegrityError("config.json's preprocessing.files must map file names to their sha256 and size")
+    return _checked_records(files, check_preprocessing_name, "preprocessing.files")
+
+
+def _checked_records(files: dict, check_name, key: str) -> dict[str, dict[str, Any]]:
+    """``files`` (name -> record) after checking every name with ``check_name`` and that each record has a sha256."""
     for name, record in files.items():
-        check_preprocessing_name(name)
+        check_name(name)
         if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-            raise IntegrityError(f"config.json's preprocessing.files[{name!r}] records no sha256")
+            raise IntegrityError(f"config.json's {key}[{name!r}] records no sha256")
     return files
 
 
@@ -93,11 +98,7 @@ def interop_files(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     overlap = set(files) & set(preprocessing_files(config))
     if overlap:
         raise IntegrityError(f"config.json lists {sorted(overlap)} both as preprocessing and as interop files")
-    for name, record in files.items():
-        check_interop_name(name)
-        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-            raise IntegrityError(f"config.json's interop.files[{name!r}] records no sha256")
-    return files
+    return _checked_records(files, check_interop_name, "interop.files")
 
 
 def repo_files(config: Mapping[str, Any]) -> list[str]:
