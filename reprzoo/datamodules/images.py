@@ -74,6 +74,13 @@ class ImageDataModule(EmbeddingDataModule):
             yield the un-augmented uint8 images and augments whole batches on the training device after the
             transfer (``reprzoo.datamodules.batch_augment``: same options, same views, one random jitter order
             per batch). ``device`` needs images of one size held in memory (not ``ImageFolder``).
+        class_split: ``zero_shot`` trains on the first half of the classes and evaluates retrieval among the
+            others (precision@1, R-precision, MAP@R; ``num_classes`` is then the training classes'): the metric-
+            learning protocol of ``reprzoo.datamodules.labels``.
+        label_noise: ``{"kind": "symmetric" | "asymmetric", "rate": r}``: noisy training labels (seeded by
+            ``label_seed``); evaluation labels stay clean and ``clean_train_labels`` keeps the true ones.
+        labels_per_class: keep this many labels per class; the other training samples are unlabelled (-1).
+        label_seed: seed of the label noise and of the labelled subset.
     """
 
     mean: Sequence[float] = IMAGENET_MEAN
@@ -91,8 +98,25 @@ class ImageDataModule(EmbeddingDataModule):
         num_workers: int = 4,
         pin_memory: bool | None = None,
         augment_on: Literal["cpu", "device"] = "cpu",
+        class_split: Literal["zero_shot"] | None = None,
+        label_noise: dict[str, Any] | None = None,
+        labels_per_class: int | None = None,
+        label_seed: int = 0,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
+        if class_split not in (None, "zero_shot"):
+            raise ValueError(f"class_split must be None or 'zero_shot', got {class_split!r}")
+        self.class_split, self.label_noise, self.labels_per_class, self.label_seed = (
+            class_split,
+            dict(label_noise) if label_noise else None,
+            labels_per_class,
+            label_seed,
+        )
+        self.clean_train_labels: torch.Tensor | None = None
+        if class_split == "zero_shot":
+            from reprzoo.metrics.metric_learning import ZeroShotRetrieval
+
+            self.evaluation_protocol = ZeroShotRetrieval()
         if augment_on not in ("cpu", "device"):
             raise ValueError(f"augment_on must be 'cpu' or 'device', got {augment_on!r}")
         self.root = Path(root).expanduser()
@@ -111,6 +135,51 @@ class ImageDataModule(EmbeddingDataModule):
                 augmentation, self.image_size, self.mean, self.std, **(augmentation_kwargs or {})
             )
             self.train_transform = None
+
+    def __init_subclass__(cls, **kwargs):
+        # a subclass's class-level ``num_classes = 10`` is the dataset's class count; the property below gives the
+        # classes a model trains on (half of them under ``class_split="zero_shot"``)
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("num_classes"), int):
+            cls._all_classes = cls.__dict__["num_classes"]
+            delattr(cls, "num_classes")
+
+    _all_classes: int | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of the training labels: the dataset's, or the seen half under ``class_split="zero_shot"``."""
+        total = self._all_classes
+        if total is None or getattr(self, "class_split", None) != "zero_shot":
+            return total
+        return total // 2
+
+    @num_classes.setter
+    def num_classes(self, value: int | None) -> None:
+        self._all_classes = value
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._train is not None:
+            return
+        from reprzoo.datamodules.labels import apply_label_protocol, dataset_labels
+
+        train, test = self._splits()
+        train, test, info = apply_label_protocol(
+            train, test, self._all_classes, self.class_split, self.label_noise, self.labels_per_class, self.label_seed
+        )
+        self._train, self._test = train, test
+        self.clean_train_labels = info["clean_train_labels"]
+        if self.labels_per_class:  # kNN votes with the labelled samples only
+            from reprzoo.datamodules.labels import relabel
+
+            labels = dataset_labels(train)
+            kept = torch.nonzero(labels >= 0).flatten()
+            self._bank_train = relabel(train, kept.tolist(), labels[kept])
+
+    def _eval_loaders(self, query):
+        if self.class_split == "zero_shot":  # one loader: the unseen classes, each sample a query against the rest
+            return [self._loader(TransformedDataset(query, self.eval_transform), train=False)]
+        return super()._eval_loaders(query)
 
     def train_dataloader(self):
         if self.augment_on == "cpu":
