@@ -33,6 +33,7 @@ catalogue:
 zoo (`reprzoo <command> --help` for options):
   list [PATTERN] | info NAME | push RUN --name NAME | finetune NAME --data D | embed NAME --data D --out F
   finetune OLD --compatible METHOD --data D (a compatible successor) | compat OLD NEW --data D
+  anomaly fit NAME --data D --normal-class K --out DIR | anomaly score DIR | anomaly protocol NAME --data D
 """
 
 
@@ -152,6 +153,10 @@ def _load_extra_commands() -> None:
         return
     if zoo_commands.register not in EXTRA_COMMANDS:
         EXTRA_COMMANDS.append(zoo_commands.register)
+    from reprzoo.cli import anomaly
+
+    if anomaly.register not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(anomaly.register)
 
 
 #: Warnings of the libraries under the command that are not the user's concern (message regex, category), dropped

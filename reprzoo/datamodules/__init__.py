@@ -24,6 +24,7 @@ from reprzoo.datamodules.text import (
     Vocabulary,
     WordWindows,
 )
+from reprzoo.datamodules.textures import Textures
 from reprzoo.datamodules.transforms import (
     BYOLTransform,
     MultiCropTransform,
@@ -36,6 +37,7 @@ from reprzoo.datamodules.transforms import (
 )
 
 __all__ = [
+    "Textures",
     "PolaritySentences",
     "Sentences",
     "TextDataModule",
