@@ -15,7 +15,21 @@ STILL_PLANNED: set[str] = set()
 
 
 #: registered methods without a catalogue row: the baselines the seeds build on (a new method needs a row)
-BASELINES = {"BCT", "BYOL", "BarlowTwins", "DINO", "IJEPA", "MoCoV2", "MoCoV3", "SimCLR", "VICReg"}
+BASELINES = {
+    "ArcFace",
+    "BCT",
+    "BYOL",
+    "BarlowTwins",
+    "CosFace",
+    "DINO",
+    "IJEPA",
+    "MoCoV2",
+    "MoCoV3",
+    "SimCLR",
+    "SupCon",
+    "SupervisedCE",
+    "VICReg",
+}
 
 
 def raw_rows() -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from reprzoo.datamodules.fingerprint import update_hash
 from reprzoo.datamodules.resumable import ResumableDataLoader, sample_seed
@@ -79,6 +79,10 @@ class EmbeddingDataModule(L.LightningDataModule, abc.ABC):
     #: ``(sample, label)`` batches. A datamodule with another evaluation (query/document relevance, held-out edges,
     #: next-item targets) declares its own, and the evaluators that understand it run.
     evaluation_protocol: str = "labelled_bank_and_queries"
+    #: a batch sampler over the training split that a method sets in its ``setup("fit")`` to choose the composition
+    #: of training batches (GPM's batches of similar places); it yields lists of ``(index, epoch)`` keys. ``None``:
+    #: shuffled batches of ``batch_size``. Such loaders do not resume mid-epoch.
+    train_batch_sampler: Sampler | None = None
 
     def __init__(self, batch_size: int = 256, num_workers: int = 4, pin_memory: bool | None = None, seed: int | None = None):
         super().__init__()
@@ -101,6 +105,13 @@ class EmbeddingDataModule(L.LightningDataModule, abc.ABC):
     def setup(self, stage: str | None = None) -> None:
         if self._train is None:
             self._train, self._test = self._splits()
+
+    def train_labels(self) -> torch.Tensor:
+        """The labels of the training split in index order (-1 where unlabelled), as the batches carry them."""
+        from reprzoo.datamodules.labels import dataset_labels
+
+        self.setup()
+        return dataset_labels(self._train)
 
     def preprocessing(self) -> dict[str, Any]:
         """How to turn a raw sample into model input at inference time (stored in a hub model's config)."""
@@ -153,6 +164,8 @@ class EmbeddingDataModule(L.LightningDataModule, abc.ABC):
             return DataLoader(dataset, batch_size=self.batch_size, shuffle=False, **options)
         if isinstance(dataset, TransformedDataset) and dataset.seed is None:
             dataset.seed = self.training_seed()
+        if self.train_batch_sampler is not None:
+            return DataLoader(dataset, batch_sampler=self.train_batch_sampler, **options)
         loader = ResumableDataLoader(dataset, self.batch_size, seed=self.training_seed(), drop_last=True, **options)
         trainer = self.trainer
         if trainer is not None:

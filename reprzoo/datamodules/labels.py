@@ -19,11 +19,12 @@ NoiseKind = Literal["symmetric", "asymmetric"]
 
 
 def dataset_labels(dataset: Dataset) -> torch.Tensor:
-    """The labels of a ``(sample, label)`` dataset: its ``labels`` tensor when it has one, else read item by item."""
-    labels = getattr(dataset, "labels", None)
-    if isinstance(labels, torch.Tensor):
-        return labels.long()
-    return torch.tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
+    """The labels of a dataset of ``(sample, label)`` pairs, in index order (-1 where unlabelled): read from its
+    ``labels`` or ``targets`` attribute when it has one, else item by item."""
+    labels = getattr(dataset, "labels", getattr(dataset, "targets", None))
+    if labels is None:
+        labels = [-1 if item[1] is None else int(item[1]) for item in (dataset[i] for i in range(len(dataset)))]
+    return torch.as_tensor(labels, dtype=torch.long).reshape(-1)
 
 
 class Relabelled(Dataset):
