@@ -23,6 +23,7 @@ BASELINES = {
     "CosFace",
     "DINO",
     "IJEPA",
+    "MixUp",
     "MoCoV2",
     "MoCoV3",
     "SimCLR",
