@@ -384,6 +384,7 @@ QUICK_EPOCHS_BY_METHOD: dict[str, int] = {
     "PICLE": 5,  # 2: +0.044, 4: +0.056, 5: +0.067
     "PODNet": 5,  # 2: +0.033, 4: +0.067, 5: +0.050
     "SIE": 6,  # 2: -0.117, 4: +0.064, 6: +0.116
+    "HypersphericalEmbedding": 10,  # MAP@R 2: -0.033, 10: +0.164
 }
 
 
