@@ -22,6 +22,7 @@ BASELINES = {
     "BarlowTwins",
     "CosFace",
     "DINO",
+    "FixMatch",
     "IJEPA",
     "MixUp",
     "MoCoV2",

@@ -28,7 +28,9 @@ def test_methods_json_lists_titles(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["SimSiam"]["title"] == "Exploring Simple Siamese Representation Learning"
     assert rows["DirectPred"]["title"] == "Understanding self-supervised Learning Dynamics without Contrastive Pairs"
-    assert all(r["has_recipe"] and r["modality"] in ("image", "sequence", "text") and r["wing"] for r in rows.values())
+    assert all(
+        r["has_recipe"] and r["modality"] in ("image", "sequence", "text", "image-text") and r["wing"] for r in rows.values()
+    )
 
 
 @pytest.mark.parametrize("recipe", sorted(list_recipes()))
@@ -236,7 +238,7 @@ def test_invalid_value_is_one_line(capsys):
     assert len(stderr.splitlines()) == 1 and "trainer.max_epochs" in stderr and "'abc' given" in stderr, stderr
 
 
-@pytest.mark.parametrize("command", ["finetune", "push", "compat", "list", "methods"])
+@pytest.mark.parametrize("command", ["finetune", "push", "compat", "list", "methods", "anomaly"])
 def test_subcommand_help_has_one_usage_line(command, capsys):
     """`reprzoo finetune --help` starts with its own usage, once, not the whole command list after `usage: usage:`."""
     from reprzoo.cli.main import main

@@ -128,6 +128,9 @@ def test_every_method_class_is_registered_importable_and_has_both_recipes():
 
             assert any(f"{d}/{name.lower()}" in recipes for d in folders), f"{name} has no recipe in {folders}"
             continue
+        if lm.METHODS[name].modality == "image-text":  # its one offline data set with captions: emoji
+            assert f"emoji/{name.lower()}" in recipes, f"{name} has no emoji recipe"
+            continue
         assert f"digits/{name.lower()}" in recipes, f"{name} has no digits-scale recipe"
         paper = [r for r in recipes if r.split("/", 1)[1] == name.lower() and not r.startswith("digits/")]
         assert paper, f"{name} has no paper-scale recipe (cifar10/, cifar100/, stl10/ or sequences/)"

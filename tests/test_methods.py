@@ -27,7 +27,7 @@ def get_method_info(method: str):
 
 
 #: modality -> the recipe folder of its CPU tests (default: digits) and the data options that keep them small
-SMOKE_DATASETS = {"text": "wordnet"}
+SMOKE_DATASETS = {"text": "wordnet", "image-text": "emoji"}  # modality -> its small real data (digits otherwise)
 SMOKE_DATA_OVERRIDES = {  # datamodule class -> options of a CPU-sized run
     "WordWindows": {"max_sentences": 3000},
     "Sentences": {"max_texts": 2000},
@@ -266,13 +266,17 @@ LEARNING_KNOWN_FAILURES: dict[str, str] = {
 #: ``REPRZOO_LEARNING_TIER=full``): each takes 5-10 minutes of the 2-core CPU (transformer encoders, full-softmax
 #: document vectors) or misses its bar (above).
 QUICK_TEXT_LEARNING = {"SkipGramNegativeSampling", "ContrastiveWordModel", "RCNN"}
+#: other methods whose learning test runs in the full tier only (minutes of CPU each)
+FULL_TIER_LEARNING = {
+    "LabelGuidedSupCon": "emoji kNN top-1 0.387 -> 0.514 after 30 epochs (about 12 CPU minutes); +0.03 after one epoch",
+}
 
 
 def _learning_param(m: str):
     marks = []
     if m in LEARNING_KNOWN_FAILURES:
         marks.append(pytest.mark.xfail(reason=LEARNING_KNOWN_FAILURES[m], strict=False))
-    if get_method_info(m).modality == "text" and m not in QUICK_TEXT_LEARNING:
+    if (get_method_info(m).modality == "text" and m not in QUICK_TEXT_LEARNING) or m in FULL_TIER_LEARNING:
         marks.append(pytest.mark.timeout(1800))  # 5-10 minutes of a quiet 2-core CPU each; more when it is shared
         marks.append(
             pytest.mark.skipif(
@@ -324,7 +328,12 @@ LEARNING_METRICS = {
 #: method -> (metric, margin); a negative margin means lower is better (the trained value must fall below the
 #: value at init by at least its size). AriEL's space codes a sentence's tokens by its language model's
 #: probabilities (a volume per sentence), not its meaning: its held-out next-token loss is what it learns.
-LEARNING_METRIC_BY_METHOD = {"AriEL": ("val/lm_nll", -0.5)}
+LEARNING_METRIC_BY_METHOD = {
+    "AriEL": ("val/lm_nll", -0.5),
+    # semi-supervised: their classifier on the clean test split (10 labels per class; 0.10 at random init)
+    "FixMatch": ("val/classifier_top1", 0.3),
+    "ShrinkMatch": ("val/classifier_top1", 0.3),
+}
 
 
 def learning_metric(data) -> tuple[str, float]:

@@ -2,6 +2,7 @@
 
 from reprzoo.datamodules.base import BANK, QUERY, EmbeddingDataModule, TransformedDataset
 from reprzoo.datamodules.batch_augment import BatchAugmentation, BatchMultiView
+from reprzoo.datamodules.emoji import Emoji
 from reprzoo.datamodules.images import (
     CIFAR10,
     CIFAR100,
@@ -37,6 +38,7 @@ from reprzoo.datamodules.transforms import (
 )
 
 __all__ = [
+    "Emoji",
     "Textures",
     "PolaritySentences",
     "Sentences",

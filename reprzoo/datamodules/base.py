@@ -166,7 +166,12 @@ class EmbeddingDataModule(L.LightningDataModule, abc.ABC):
             dataset.seed = self.training_seed()
         if self.train_batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=self.train_batch_sampler, **options)
-        loader = ResumableDataLoader(dataset, self.batch_size, seed=self.training_seed(), drop_last=True, **options)
+        if getattr(self, "unlabelled_ratio", None):  # FixMatch-style batches: B labelled + ratio x B unlabelled
+            from reprzoo.datamodules.semi_supervised import semi_supervised_loader
+
+            loader = semi_supervised_loader(dataset, self.batch_size, self.unlabelled_ratio, self.training_seed(), **options)
+        else:
+            loader = ResumableDataLoader(dataset, self.batch_size, seed=self.training_seed(), drop_last=True, **options)
         trainer = self.trainer
         if trainer is not None:
             progress = trainer.fit_loop.epoch_loop.batch_progress

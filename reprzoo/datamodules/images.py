@@ -80,6 +80,9 @@ class ImageDataModule(EmbeddingDataModule):
         label_noise: ``{"kind": "symmetric" | "asymmetric", "rate": r}``: noisy training labels (seeded by
             ``label_seed``); evaluation labels stay clean and ``clean_train_labels`` keeps the true ones.
         labels_per_class: keep this many labels per class; the other training samples are unlabelled (-1).
+        unlabelled_ratio: with ``labels_per_class``: each training batch holds ``batch_size`` labelled samples and
+            ``unlabelled_ratio`` times as many unlabelled ones (FixMatch's mu = 7,
+            ``reprzoo.datamodules.semi_supervised``); ``None``: shuffled batches.
         label_seed: seed of the label noise and of the labelled subset.
     """
 
@@ -101,6 +104,7 @@ class ImageDataModule(EmbeddingDataModule):
         class_split: Literal["zero_shot"] | None = None,
         label_noise: dict[str, Any] | None = None,
         labels_per_class: int | None = None,
+        unlabelled_ratio: int | None = None,
         label_seed: int = 0,
     ):
         super().__init__(batch_size=batch_size, num_workers=num_workers, pin_memory=pin_memory)
@@ -113,6 +117,9 @@ class ImageDataModule(EmbeddingDataModule):
             label_seed,
         )
         self.clean_train_labels: torch.Tensor | None = None
+        if unlabelled_ratio is not None and not labels_per_class:
+            raise ValueError("unlabelled_ratio composes batches of labelled and unlabelled samples: it needs labels_per_class")
+        self.unlabelled_ratio = unlabelled_ratio
         if class_split == "zero_shot":
             from reprzoo.metrics.metric_learning import ZeroShotRetrieval
 

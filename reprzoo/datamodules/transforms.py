@@ -171,11 +171,81 @@ class SimCLRTransform(MultiViewTransform):
         super().__init__([augmentation_view(size, **view_kwargs) for _ in range(num_views)])
 
 
+class Cutout:
+    """FixMatch's Cutout (arXiv:2001.07685, Appendix; from DeVries & Taylor 2017): a square of side ``fraction``
+    of the image's shorter side, centred uniformly at random (clipped at the borders), filled with ``fill``
+    (grey 127, as the authors' ``CutoutAbs``). On uint8 ``(C, H, W)`` tensors; draws from torch's random state."""
+
+    def __init__(self, fraction: float = 0.5, fill: int = 127):
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"cutout fraction must be in [0, 1], got {fraction}")
+        self.fraction, self.fill = fraction, fill
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        side = int(self.fraction * min(h, w))
+        if side == 0:
+            return image
+        cy, cx = (torch.rand(2) * torch.tensor([h, w])).tolist()
+        y0, x0 = int(max(0, cy - side / 2)), int(max(0, cx - side / 2))
+        image = image.clone()
+        image[..., y0 : min(h, y0 + side), x0 : min(w, x0 + side)] = self.fill
+        return image
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(fraction={self.fraction}, fill={self.fill})"
+
+
+class FixMatchTransform(MultiViewTransform):
+    """FixMatch's weak and strong views ("FixMatch: Simplifying Semi-Supervised Learning with Consistency and
+    Confidence", Sohn et al., NeurIPS 2020, arXiv:2001.07685, Sec. 2.3): ``[weak, strong]``.
+
+    Weak: horizontal flip (p=0.5) and a random translation of up to 12.5% of the side (reflect-padded random crop,
+    as the authors' CIFAR code). Strong: its own flip and translation, then RandAugment (``num_ops`` 2,
+    torchvision's ``RandAugment`` at a fixed ``magnitude`` of 31 bins) and Cutout of half the side (grey). Both are
+    then normalised. Device augmentation (``augment_on='device'``) does not implement it.
+
+    ``crop_scale`` (default ``None``: the translation above) replaces the translation by a random resized crop of
+    that scale in both views (the Digits datamodule passes its default crop scale to every augmentation; a recipe
+    sets ``crop_scale: null`` for FixMatch's translation). Ours: one fixed RandAugment magnitude instead of the
+    paper's magnitude drawn per operation.
+    """
+
+    def __init__(
+        self,
+        size: int = 32,
+        hflip_prob: float = 0.5,
+        translate: float = 0.125,
+        crop_scale: tuple[float, float] | None = None,
+        randaugment_ops: int = 2,
+        randaugment_magnitude: int = 9,
+        cutout: float = 0.5,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
+        if crop_scale is not None:
+            geometric: list[Callable] = [v2.RandomResizedCrop(size, scale=crop_scale, antialias=True)]
+        else:
+            geometric = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+            if translate > 0:
+                geometric.append(v2.RandomCrop(size, padding=int(round(translate * size)), padding_mode="reflect"))
+        if hflip_prob > 0:
+            geometric.append(v2.RandomHorizontalFlip(hflip_prob))
+        normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+        strong: list[Callable] = [v2.RandAugment(num_ops=randaugment_ops, magnitude=randaugment_magnitude)]
+        if cutout > 0:
+            strong.append(Cutout(cutout))
+        weak_view = v2.Compose([v2.ToImage(), *geometric, *normalise])
+        strong_view = v2.Compose([v2.ToImage(), *geometric, *strong, *normalise])
+        super().__init__([weak_view, strong_view])
+
+
 AUGMENTATIONS: dict[str, type[MultiViewTransform]] = {"simsiam": SimSiamTransform, "byol": BYOLTransform}
 AUGMENTATIONS["action_sequence"] = ActionSequenceTransform  # views plus their transformation parameters
 AUGMENTATIONS["simclr"] = SimCLRTransform
 AUGMENTATIONS["multicrop"] = MultiCropTransform  # global and local crops of two sizes (DINO, OBoW)
 AUGMENTATIONS["rotation_pairs"] = RotationPairsTransform  # two views and their relative rotation (SIE)
+AUGMENTATIONS["fixmatch"] = FixMatchTransform  # [weak, strong] views of semi-supervised consistency
 
 
 def build_augmentation(name: str, size: int, mean, std, **kwargs) -> MultiViewTransform:
