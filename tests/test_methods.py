@@ -384,6 +384,8 @@ QUICK_EPOCHS_BY_METHOD: dict[str, int] = {
     "Nugget": 4,  # 2: +0.042, 4: +0.117
     "SparseJEPA": 4,  # 2: +0.020, 4: +0.078
     "TwoDMatryoshka": 4,  # 2: +0.044, 4: +0.072
+    "ELR": 4,  # under 40% label noise, 2: +0.044, 4: +0.191
+    "AdaMixUp": 4,  # 2: +0.042, 4: +0.231
     # the full budget: no shorter measured budget gains +0.07
     "ALIT": 8,  # 2: -0.047, 4: -0.108, 8: +0.048
     "BYOL": 6,  # 2: +0.061, 4: +0.053, 6: +0.080
