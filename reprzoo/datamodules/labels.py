@@ -46,6 +46,8 @@ class Relabelled(Dataset):
 def relabel(base: Dataset, indices: Sequence[int], labels: torch.Tensor) -> Dataset:
     """The positions ``indices`` of ``base`` with ``labels``: an in-memory image dataset (``images`` and ``labels``
     tensors, e.g. ``TensorImageDataset``) stays one (device augmentation reads it), anything else is wrapped."""
+    if callable(getattr(base, "subset", None)):  # a dataset that knows how to keep its extras (captions)
+        return base.subset(indices, labels.long())
     images = getattr(base, "images", None)
     if isinstance(images, torch.Tensor) and isinstance(getattr(base, "labels", None), torch.Tensor):
         return type(base)(images[torch.as_tensor(list(indices), dtype=torch.long)], labels.long())
