@@ -1,3 +1,2 @@
-"""Text methods: word and sentence embeddings (the text wing, issue 15).
-
-No method yet: each method becomes a file here, registered with ``@register_method``."""
+"""Text methods: word and sentence embeddings (the text wing, issue 15), each a file here registered with
+``@register_method``, on the shared text base (:mod:`reprzoo.lightning_modules.text.base`)."""
