@@ -20,7 +20,7 @@ Usage (from the repository root; minutes of CPU per run and comparison)::
 
     python scripts/supervised_comparisons.py metric-learning --epochs 30 --seeds 0 --out docs/comparisons
     python scripts/supervised_comparisons.py metric-learning --data emoji --epochs 30
-    python scripts/supervised_comparisons.py label-noise --epochs 40 --seeds 0 1
+    python scripts/supervised_comparisons.py label-noise --epochs 40 --seeds 0 1 --label-noise asymmetric:0.2
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def build(method: str, data: str, model_overrides: dict, data_overrides: dict):
     return model, datamodule
 
 
-def run(comparison: str, data: str, epochs: int, seed: int) -> list[dict]:
+def run(comparison: str, data: str, epochs: int, seed: int, label_noise: dict | None = None) -> list[dict]:
     shared, metrics, runs = COMPARISONS[comparison]
+    if label_noise and "label_noise" in shared:
+        shared = {**shared, "label_noise": label_noise}
     rows = []
     for label, method, model_overrides, data_overrides in runs:
         L.seed_everything(seed)
@@ -109,6 +111,8 @@ def run(comparison: str, data: str, epochs: int, seed: int) -> list[dict]:
         trainer.fit(model, datamodule=datamodule)
         after = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {"comparison": comparison, "data": data, "run": label, "method": method, "seed": seed, "epochs": epochs}
+        if "label_noise" in shared:
+            row["label_noise"] = shared["label_noise"]
         for metric in metrics:
             if metric in after:
                 row[metric] = {
@@ -141,9 +145,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", choices=("digits", "emoji"), default="digits")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--label-noise", default="symmetric:0.4", help="KIND:RATE of the label-noise comparison")
     parser.add_argument("--out", help="a folder: writes <comparison>-<data>.json and .md there")
     args = parser.parse_args(argv)
-    rows = [row for seed in args.seeds for row in run(args.comparison, args.data, args.epochs, seed)]
+    kind, _, rate = args.label_noise.partition(":")
+    noise = {"kind": kind, "rate": float(rate)}
+    rows = [row for seed in args.seeds for row in run(args.comparison, args.data, args.epochs, seed, noise)]
     table = markdown(rows)
     print(table)
     if args.out:
