@@ -108,3 +108,26 @@ def test_training_lowers_the_language_model_loss():
     assert after < before / 4, (before, after)
     with torch.no_grad():  # the learned sentence now owns most of the cube
         assert model.eval().ariel.volumes({k: v[:1] for k, v in batch.items()})[1].prod() > 0.5
+
+
+def test_held_out_loss_survives_a_validate_before_fit():
+    """``trainer.validate`` (inference mode) resets the metric's states to inference tensors; the validation of a
+    later ``fit`` (no_grad only) must still update them (the learning test validates at init, then fits)."""
+    from types import SimpleNamespace
+
+    from torchmetrics import MeanMetric
+
+    from reprzoo.metrics.text import HeldOutLossEvaluator
+
+    metric = MeanMetric()
+    evaluator = HeldOutLossEvaluator(metric, lambda inputs: inputs.float().mean(), "lm_nll")
+    batch = SimpleNamespace(inputs=torch.tensor([1.0, 3.0]))
+    with torch.inference_mode():  # trainer.validate: update, log, reset
+        evaluator.update(None, None, bank=False, module=None, batch=batch)
+        evaluator.reset()
+    with torch.no_grad():  # validation inside fit
+        evaluator.update(None, None, bank=False, module=None, batch=batch)
+        evaluator.update(None, None, bank=False, module=None, batch=SimpleNamespace(inputs=torch.tensor([4.0])))
+    logged = {}
+    evaluator.compute_and_log(lambda name, value: logged.__setitem__(name, float(value)), "val", None)
+    assert logged == {"val/lm_nll": 3.0}  # the mean of 2.0 and 4.0: nothing of the validate run left

@@ -249,6 +249,12 @@ class HeldOutLossEvaluator(Evaluator):
     def update(self, features, labels, *, bank, module, batch) -> None:
         if not bank:
             with torch.no_grad():
+                if not torch.is_inference_mode_enabled() and any(
+                    isinstance(t, torch.Tensor) and t.is_inference() for t in self.metric.metric_state.values()
+                ):
+                    # states reset in inference mode (the end of a ``trainer.validate``) cannot be updated in place
+                    # outside it (validation during ``fit``): fresh states, before this epoch's first update
+                    self.metric.reset()
                 self.metric.update(self.loss(batch.inputs))
 
     def compute_and_log(self, log_fn, stage, module) -> None:
