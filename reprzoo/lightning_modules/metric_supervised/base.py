@@ -70,6 +70,12 @@ class SupervisedModule(EmbeddingModule):
         """The representation of a training batch (with gradients): what ``embed`` returns."""
         return self.encoder()(self._format(x))
 
+    def represent_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The representation from the backbone's features (embedding layer, then L2 norm): ``encoder()`` after the
+        backbone, for a method that also feeds the features to other heads."""
+        rep = self.embedding(features) if self.embedding is not None else features
+        return F.normalize(rep, dim=-1) if self.hparams.normalize else rep
+
     def logits(self, representation: torch.Tensor) -> torch.Tensor:
         """The classifier's scores of a representation."""
         if self.classifier is None:

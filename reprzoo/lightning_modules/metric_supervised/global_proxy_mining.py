@@ -7,7 +7,6 @@ import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from reprzoo.components.representation import L2Normalize
@@ -137,9 +136,7 @@ class GlobalProxyMining(SupervisedModule):
         self.labelled(labels)
         hp = self.hparams
         features = self.backbone(views[0])  # once for both heads; the representation is encoder() on it
-        rep = self.embedding(features) if self.embedding is not None else features
-        if hp.normalize:
-            rep = F.normalize(rep, dim=-1)
+        rep = self.represent_features(features)
         descriptors = self.proxy_head(features)
         loss = multi_similarity_loss(rep, labels, hp.alpha, hp.beta, hp.base, hp.epsilon)
         proxy_loss = multi_similarity_loss(descriptors, labels, hp.alpha, hp.beta, hp.base, hp.epsilon)
