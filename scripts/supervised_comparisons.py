@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(args.out)
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{args.comparison}-{args.data}"
+        if args.comparison == "label-noise":
+            stem += f"-{kind}{round(100 * noise['rate'])}"
         (folder / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
         (folder / f"{stem}.md").write_text(table + "\n")
 

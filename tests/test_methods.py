@@ -123,6 +123,9 @@ def test_trains_a_few_steps_and_round_trips_through_the_hub(method, tiny_trainer
         got = loaded.embed(x)
         assert got.shape == expected.shape and expected.shape[-1] == config["architecture"]["embedding_dim"]
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        # a retriever's queries: the query tower it was measured with (the same as embed for one-tower methods)
+        torch.testing.assert_close(loaded.embed_query(x), model.embed_query(x), rtol=1e-5, atol=1e-5)
+        assert loaded.similarity == (model.retrieval_similarity or "cosine")
         restored = load_method(name).eval()
         torch.testing.assert_close(restored.embed(x), expected, rtol=1e-5, atol=1e-5)
     own = {k: v for k, v in model.state_dict().items() if k in restored.state_dict()}

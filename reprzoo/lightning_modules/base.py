@@ -19,6 +19,7 @@ from torch import nn
 
 from reprzoo.backbones import build_backbone
 from reprzoo.components.ema import cosine_tau, ema_update
+from reprzoo.components.retrieval import encode_query
 from reprzoo.metrics import EffectiveRank, EmbeddingStd, KNNAccuracy, OnlineLinearProbe, normalized_std
 from reprzoo.metrics.evaluators import (
     CollapseEvaluator,
@@ -184,6 +185,16 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         """The representation of a preprocessed batch, computed by :meth:`encoder`."""
         return self.encoder()(self._format(x))
 
+    #: how a retriever's query and document representations are compared (``dot``, ``cosine``, ``maxsim``;
+    #: ``reprzoo.metrics.retrieval.SIMILARITIES``): what its retrieval evaluation and an index rank by. ``None``: the
+    #: datamodule's evaluation decides (cosine for most methods).
+    retrieval_similarity: str | None = None
+
+    def embed_query(self, x) -> torch.Tensor:
+        """A retriever's query representation: the query tower of a
+        :class:`~reprzoo.components.retrieval.DualEncoder` ``encoder()``, else :meth:`embed`."""
+        return encode_query(self.encoder(), self._format(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)
 
@@ -274,7 +285,8 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         evaluators = self._running_evaluators(protocol)
         if not evaluators:
             return
-        features = self.embed(item.inputs)  # once, for every evaluator
+        # once, for every evaluator; a retriever's queries by its query tower
+        features = self.embed_query(item.inputs) if item.role == "query" else self.embed(item.inputs)
         for evaluator in evaluators:
             evaluator.update(features, item.labels, bank=item.bank, module=self, batch=item)
 

@@ -53,6 +53,7 @@ class EvaluationBatch:
         with_bank: this evaluation has a reference set at all (``False``: a single loader of queries).
         dataloader_idx: the loader the batch came from.
         raw: the batch as the loader gave it.
+        role: ``query`` where the inputs are a retriever's queries (embedded with ``module.embed_query``), else ``""``.
     """
 
     inputs: Any
@@ -61,6 +62,7 @@ class EvaluationBatch:
     with_bank: bool
     dataloader_idx: int = 0
     raw: Any = None
+    role: str = ""
 
 
 class EvaluationProtocol(abc.ABC):

@@ -26,10 +26,34 @@ def cosine_scores(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tenso
 
 
 def dot_scores(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+    """Inner products: dense vectors, and sparse vocabulary vectors ``(n, vocabulary)`` (SPLADE's relevance)."""
     return queries @ documents.T
 
 
-SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"cosine": cosine_scores, "dot": dot_scores}
+def maxsim_scores(queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+    """Late interaction (ColBERT's MaxSim): ``s(q, d) = sum_i max_j <q_i, d_j>`` over multi-vector representations
+    ``(n_queries, n, dim)`` and ``(n_documents, m, dim)``; all-zero vectors are padding and take part in neither
+    the sum (query side) nor the max (document side). A 2-D side is one vector per text."""
+    if queries.ndim == 2:
+        queries = queries[:, None]
+    if documents.ndim == 2:
+        documents = documents[:, None]
+    if queries.ndim != 3 or documents.ndim != 3 or queries.shape[-1] != documents.shape[-1]:
+        raise ValueError(f"maxsim needs (n, vectors, dim) on both sides, got {tuple(queries.shape)} and {tuple(documents.shape)}")
+    sims = torch.einsum("qid,njd->qnij", queries, documents)
+    doc_pad = documents.abs().sum(-1) == 0  # (n_documents, m)
+    sims = sims.masked_fill(doc_pad[None, :, None, :], float("-inf"))
+    best = sims.amax(dim=-1)  # (q, n, i)
+    query_real = queries.abs().sum(-1) != 0  # (q, i)
+    best = torch.where(query_real[:, None, :] & torch.isfinite(best), best, torch.zeros_like(best))
+    return best.sum(-1)
+
+
+SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cosine": cosine_scores,
+    "dot": dot_scores,
+    "maxsim": maxsim_scores,
+}
 
 
 def rank(
@@ -92,7 +116,10 @@ class QueryDocumentProtocol(EvaluationProtocol):
 
     def read(self, batch: Any, dataloader_idx: int, num_loaders: int) -> EvaluationBatch:
         inputs, ids = batch[0], batch[1]
-        return EvaluationBatch(inputs, ids, bank=dataloader_idx == 0, with_bank=True, dataloader_idx=dataloader_idx, raw=batch)
+        role = "document" if dataloader_idx == 0 else "query"  # queries are embedded by the method's query tower
+        return EvaluationBatch(
+            inputs, ids, bank=dataloader_idx == 0, with_bank=True, dataloader_idx=dataloader_idx, raw=batch, role=role
+        )
 
     def evaluators(self) -> list[Evaluator]:
         return [RetrievalEvaluator(self)]
@@ -100,7 +127,9 @@ class QueryDocumentProtocol(EvaluationProtocol):
 
 class RetrievalEvaluator(Evaluator):
     """``{stage}/ndcg@10``, ``{stage}/mrr@10``, ``{stage}/recall@10``, ``{stage}/recall@100`` (by default) of the
-    queries against the documents, both embedded by the module's encoder."""
+    queries (embedded by the module's ``embed_query``) against the documents (``embed``), compared by the module's
+    ``retrieval_similarity`` when it names one (a retriever's own relevance: ``dot``, ``maxsim``), else by the
+    protocol's ``similarity``."""
 
     protocols = (QUERY_DOCUMENT_RELEVANCE,)
 
@@ -126,7 +155,7 @@ class RetrievalEvaluator(Evaluator):
             [p.query_ids[i] for i in query_pos.tolist()],
             [p.document_ids[i] for i in doc_pos.tolist()],
             p.depth,
-            SIMILARITIES[p.similarity],
+            SIMILARITIES[getattr(module, "retrieval_similarity", None) or p.similarity],
         )
         judged = {q: p.qrels[q] for q in run if q in p.qrels}
         for measure, value in evaluate_run(judged, run, list(p.measures)).items():
@@ -141,5 +170,6 @@ __all__ = [
     "cosine_scores",
     "dot_scores",
     "evaluate_run",
+    "maxsim_scores",
     "rank",
 ]

@@ -33,6 +33,10 @@ class IndexedFeatures(Metric):
         self.add_state("features", default=[], dist_reduce_fx="cat")
 
     def update(self, indices: torch.Tensor, features: torch.Tensor) -> None:
+        shape = tuple(features.shape[1:])  # (dim,), or (vectors, dim) of a multi-vector representation
+        if getattr(self, "_row_shape", shape) != shape:
+            raise ValueError(f"every batch's rows must have one shape, got {shape} after {self._row_shape}")
+        self._row_shape = shape
         self.indices.append(indices.detach().reshape(-1).long())
         self.features.append(features.detach().float().reshape(len(indices), -1))
 
@@ -43,7 +47,13 @@ class IndexedFeatures(Metric):
         indices, features = indices[order], features[order]
         first = torch.ones_like(indices, dtype=torch.bool)
         first[1:] = indices[1:] != indices[:-1]
-        return indices[first], features[first]
+        shape = getattr(self, "_row_shape", None)
+        features = features[first]
+        return indices[first], features.reshape(len(features), *shape) if shape else features
+
+    def reset(self) -> None:
+        super().reset()
+        self.__dict__.pop("_row_shape", None)
 
 
 # ----------------------------------------------------------------------------------------------- scores

@@ -64,11 +64,13 @@ class Encoder(nn.Module):
             self._tokenizer = build_text_preprocessor(pre, lambda name: self.preprocessing_file(name).read_bytes())
         return self._tokenizer
 
-    def encode(self, texts: str | list[str], batch_size: int = 256) -> torch.Tensor:
+    def encode(self, texts: str | list[str], batch_size: int = 256, query: bool = False) -> torch.Tensor:
         """Embeddings of strings (a text model): tokenised with :attr:`tokenizer`, embedded in evaluation mode
         without gradients, ``(len(texts), dim)``. A word-vector model gives a word's vector (a text of several
-        words: the mean of its known words' vectors)."""
+        words: the mean of its known words' vectors). ``query=True`` embeds them as a retriever's queries
+        (:meth:`embed_query`); the default embeds them as documents."""
         texts = [texts] if isinstance(texts, str) else list(texts)
+        embed = self.embed_query if query else self.embed
         tokenizer = self.tokenizer
         device = next(self.encoder.parameters()).device
         was_training = self.training
@@ -78,7 +80,7 @@ class Encoder(nn.Module):
                 chunks = []
                 for start in range(0, max(len(texts), 1), batch_size):
                     batch = tokenizer(texts[start : start + batch_size])
-                    chunks.append(self.embed({k: v.to(device) for k, v in batch.items()}))
+                    chunks.append(embed({k: v.to(device) for k, v in batch.items()}))
             return torch.cat(chunks)
         finally:
             self.train(was_training)
@@ -138,11 +140,32 @@ class Encoder(nn.Module):
         """The prefix compared with an old model's gallery (BT^2, OCA successors); None: all of it."""
         return ((self.config.get("architecture") or {}).get("representation") or {}).get("compatible_dim")
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)
+    @property
+    def similarity(self) -> str:
+        """How this model's representations are compared: ``cosine`` (the default), ``dot`` or ``maxsim`` (a
+        retriever's relevance, recorded when it was pushed)."""
+        return ((self.config.get("architecture") or {}).get("representation") or {}).get("similarity") or "cosine"
+
+    def _prefix(self, features: torch.Tensor) -> torch.Tensor:
         if self.kind != "dense":
             return features
         return features[..., : self.dim] if self.dim < features.shape[-1] else features
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation of a preprocessed batch (a retriever's documents)."""
+        return self._prefix(self.encoder(x))
+
+    def embed_query(self, x) -> torch.Tensor:
+        """A retriever's query representation (its query tower; the same as :meth:`embed` for one-tower models)."""
+        from reprzoo.components.retrieval import encode_query
+
+        return self._prefix(encode_query(self.encoder, x))
+
+    def score(self, queries: torch.Tensor, documents: torch.Tensor) -> torch.Tensor:
+        """``(n_queries, n_documents)`` relevance of query and document representations, by :attr:`similarity`."""
+        from reprzoo.metrics.retrieval import SIMILARITIES
+
+        return SIMILARITIES[self.similarity](queries, documents)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(x)

@@ -147,6 +147,9 @@ def export_run(
                 "encoder": type(encoder).__name__,
                 "built_from": "method",
                 "compatible_dim": _compatible_dim(module),
+                # a retriever's relevance and whether its queries have their own tower (DualEncoder)
+                "similarity": getattr(module, "retrieval_similarity", None),
+                "query_tower": callable(getattr(encoder, "encode_query", None)),
             },
         },
         "method": {
