@@ -5,8 +5,8 @@ comparison's options override each recipe's, so every method sees the same label
 seed, and reports each method's metric at random init and after training:
 
 - ``metric-learning``: zero-shot split (train on the first half of the classes), MAP@R / R-precision / P@1
-  among the unseen classes ("A Metric Learning Reality Check"): Multi-Similarity against SupCon, cross-entropy,
-  GPM, the hyperspherical classifier, ArcFace and CosFace.
+  among the unseen classes ("A Metric Learning Reality Check"): Multi-Similarity against the contrastive and
+  triplet losses, SupCon, cross-entropy, GPM, the hyperspherical classifier, ArcFace and CosFace.
 - ``label-noise``: 40% symmetric noise on the training labels, classifier accuracy on the clean test labels: ELR
   against cross-entropy.
 - ``semi-supervised``: 10 labels per class, 7x unlabelled per batch: ShrinkMatch against FixMatch, FixMatch with
@@ -47,6 +47,8 @@ COMPARISONS: dict[str, tuple[dict, tuple[str, ...], list[tuple[str, str, dict, d
         RETRIEVAL,
         [
             ("Multi-Similarity", "MultiSimilarity", {}, {}),
+            ("contrastive", "PairContrastive", {}, {}),
+            ("triplet", "Triplet", {}, {}),
             ("SupCon", "SupCon", {}, {}),
             ("cross-entropy", "SupervisedCE", {}, {}),
             ("GPM", "GlobalProxyMining", {}, {}),

@@ -27,9 +27,11 @@ BASELINES = {
     "MixUp",
     "MoCoV2",
     "MoCoV3",
+    "PairContrastive",
     "SimCLR",
     "SupCon",
     "SupervisedCE",
+    "Triplet",
     "VICReg",
 }
 

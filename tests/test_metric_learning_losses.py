@@ -216,3 +216,56 @@ def test_place_proxies_accumulate_over_batches_and_check_arguments():
         place_proxies(z, labels, 2)
     with pytest.raises(ValueError, match="k must be in"):
         nearest_places(*whole, k=3)
+
+
+# ----------------------------------------------------------------------------- contrastive and triplet losses
+def pair_loops(z, labels, pos_margin=0.0, neg_margin=1.0, margin=0.05):
+    """The contrastive and triplet losses pair by pair and triplet by triplet, in Python numbers, averaging the
+    non-zero terms (the Reality Check's reduction)."""
+    z = F.normalize(z, dim=1)
+    n = len(labels)
+    dist = [[float((z[i] - z[j]).norm()) for j in range(n)] for i in range(n)]
+    y = [int(v) for v in labels]
+    pos = [dist[i][j] for i in range(n) for j in range(n) if i != j and y[i] >= 0 and y[i] == y[j]]
+    neg = [dist[i][j] for i in range(n) for j in range(n) if y[i] >= 0 and y[j] >= 0 and y[i] != y[j]]
+
+    def avg_nonzero(values):
+        values = [v for v in values if v > 0]
+        return sum(values) / len(values) if values else 0.0
+
+    contrastive = avg_nonzero([max(d - pos_margin, 0) for d in pos]) + avg_nonzero([max(neg_margin - d, 0) for d in neg])
+    triplets = [
+        max(dist[a][p] - dist[a][q] + margin, 0)
+        for a in range(n)
+        for p in range(n)
+        for q in range(n)
+        if a != p and y[a] >= 0 and y[a] == y[p] and y[q] >= 0 and y[q] != y[a]
+    ]
+    return contrastive, avg_nonzero(triplets)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_contrastive_and_triplet_losses_match_pml(seed):
+    from reprzoo.losses.metric_learning import contrastive_pair_loss, triplet_margin_loss
+
+    z, labels = batch(seed=seed)
+    expected = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)(z, labels)
+    torch.testing.assert_close(contrastive_pair_loss(z, labels, 0.0, 1.0), expected)
+    expected = pml_losses.TripletMarginLoss(margin=0.05)(z, labels)
+    torch.testing.assert_close(triplet_margin_loss(z, labels, 0.05), expected)
+
+
+def test_contrastive_and_triplet_losses_match_loops_and_ignore_unlabelled():
+    from reprzoo.losses.metric_learning import contrastive_pair_loss, triplet_margin_loss
+
+    z, labels = batch(n=12, seed=3, unlabelled=3)
+    contrastive, triplet = pair_loops(z, labels, 0.2, 0.8, 0.3)
+    assert contrastive_pair_loss(z, labels, 0.2, 0.8).item() == pytest.approx(contrastive, rel=1e-9)
+    assert triplet_margin_loss(z, labels, 0.3).item() == pytest.approx(triplet, rel=1e-9)
+    z.requires_grad_(True)
+    (contrastive_pair_loss(z, labels) + triplet_margin_loss(z, labels)).backward()
+    assert torch.isfinite(z.grad).all() and z.grad[:3].abs().sum() == 0  # unlabelled rows take part in nothing
+    with pytest.raises(ValueError, match="pos_margin"):
+        contrastive_pair_loss(z, labels, 0.5, 0.5)
+    with pytest.raises(ValueError, match="margin"):
+        triplet_margin_loss(z, labels, 0.0)

@@ -113,6 +113,67 @@ def _log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(torch.cat([zeros, x], dim=1), dim=1)
 
 
+# ----------------------------------------------------------------------------- the classic pair and triplet losses
+def _mean_nonzero(losses: torch.Tensor) -> torch.Tensor:
+    """Mean over the terms that are still active (> 0), 0 when none is: the reduction of "A Metric Learning Reality
+    Check" and of PML's ``AvgNonZeroReducer`` (inactive pairs would otherwise dilute the gradient as training goes)."""
+    active = losses > 0
+    if not bool(active.any()):
+        return losses.sum() * 0.0
+    return losses[active].mean()
+
+
+def _distances(embeddings: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between L2-normalised embeddings ``(n, n)`` (0 on the diagonal, with a safe gradient)."""
+    z = F.normalize(embeddings, dim=1)
+    squared = (2 - 2 * z @ z.T).clamp_min(0)
+    return torch.sqrt(squared + 1e-12) * (squared > 0)
+
+
+def contrastive_pair_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, pos_margin: float = 0.0, neg_margin: float = 1.0
+) -> torch.Tensor:
+    """The contrastive loss of Hadsell, Chopra & LeCun ("Dimensionality Reduction by Learning an Invariant Mapping",
+    CVPR 2006) in the form of "A Metric Learning Reality Check" (Musgrave, Belongie & Lim, ECCV 2020,
+    arXiv:2003.08505): every positive pair is pulled to within ``pos_margin``, every negative pair pushed beyond
+    ``neg_margin``, on the Euclidean distance of L2-normalised embeddings: ``[d_ap - m_pos]_+`` and
+    ``[m_neg - d_an]_+``, each kind averaged over its active pairs, the two averages summed.
+
+    Args:
+        embeddings: ``(n, d)``; normalised here.
+        labels: ``(n,)``; -1 marks unlabelled samples (in no pair).
+        pos_margin: distance below which positives stop contributing.
+        neg_margin: distance beyond which negatives stop contributing.
+    """
+    _check_labels(embeddings, labels)
+    if pos_margin < 0 or neg_margin <= pos_margin:
+        raise ValueError(f"need 0 <= pos_margin < neg_margin, got {pos_margin} and {neg_margin}")
+    positive, negative = pair_masks(labels)
+    d = _distances(embeddings)
+    return _mean_nonzero(F.relu(d[positive] - pos_margin)) + _mean_nonzero(F.relu(neg_margin - d[negative]))
+
+
+def triplet_margin_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.05) -> torch.Tensor:
+    """The triplet margin loss ("FaceNet: A Unified Embedding for Face Recognition and Clustering", Schroff,
+    Kalenichenko & Philbin, CVPR 2015, arXiv:1503.03832) over every valid triplet of the batch ("batch all",
+    Hermans et al. 2017; the setting of "A Metric Learning Reality Check"): ``[d_ap - d_an + margin]_+`` on the
+    Euclidean distance of L2-normalised embeddings, averaged over the active triplets.
+
+    Args:
+        embeddings: ``(n, d)``; normalised here.
+        labels: ``(n,)``; -1 marks unlabelled samples (in no triplet).
+        margin: the margin alpha.
+    """
+    _check_labels(embeddings, labels)
+    if margin <= 0:
+        raise ValueError(f"margin must be positive, got {margin}")
+    positive, negative = pair_masks(labels)
+    d = _distances(embeddings)
+    valid = positive[:, :, None] & negative[:, None, :]  # (anchor, positive, negative)
+    losses = d[:, :, None] - d[:, None, :] + margin
+    return _mean_nonzero(F.relu(losses[valid]))
+
+
 # ----------------------------------------------------------------------------- classifiers on the hypersphere
 def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``cos(theta_ij)`` between each embedding ``(n, d)`` and each class weight ``(classes, d)``: ``(n, classes)``."""
@@ -229,6 +290,7 @@ def nearest_places(sums: torch.Tensor, counts: torch.Tensor, k: int) -> torch.Te
 
 __all__ = [
     "arcface_logits",
+    "contrastive_pair_loss",
     "cosface_logits",
     "cosine_logits",
     "margin_softmax_loss",
@@ -238,4 +300,5 @@ __all__ = [
     "normalized_softmax_loss",
     "pair_masks",
     "place_proxies",
+    "triplet_margin_loss",
 ]
