@@ -1,5 +1,5 @@
-"""Imports flow one way: ``cli`` -> ``analysis`` -> ``zoo`` -> ``lightning_modules`` -> ``losses``, ``metrics``,
-``backbones``, ``components``; datamodules know no method, methods know no hub, the library works without its command
+"""Imports flow one way: ``cli`` -> ``analysis`` -> ``zoo`` -> ``lightning_modules`` -> ``index`` -> ``losses``,
+``metrics``, ``backbones``, ``components``; datamodules know no method, methods know no hub, the library works without its command
 line. Checked on the source (every ``import reprzoo.X`` / ``from reprzoo.X import``, also inside functions)."""
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import reprzoo
 ROOT = Path(reprzoo.__file__).parent
 #: package -> the packages it must not import
 FORBIDDEN = {
-    "losses": {"lightning_modules", "zoo", "cli", "analysis", "datamodules", "training"},
-    "metrics": {"lightning_modules", "zoo", "cli", "analysis", "training"},
-    "backbones": {"lightning_modules", "zoo", "cli", "analysis", "datamodules", "training"},
-    "components": {"lightning_modules", "zoo", "cli", "analysis"},
-    "datamodules": {"lightning_modules", "zoo", "cli", "analysis", "losses", "training"},
+    "losses": {"lightning_modules", "zoo", "cli", "analysis", "datamodules", "training", "index"},
+    "metrics": {"lightning_modules", "zoo", "cli", "analysis", "training", "index"},
+    "backbones": {"lightning_modules", "zoo", "cli", "analysis", "datamodules", "training", "index"},
+    "components": {"lightning_modules", "zoo", "cli", "analysis", "index"},
+    "datamodules": {"lightning_modules", "zoo", "cli", "analysis", "losses", "training", "index"},
+    # search indexes over representations: a loaded model is passed in (duck-typed), never imported
+    "index": {"lightning_modules", "zoo", "cli", "analysis", "training"},
     "lightning_modules": {"zoo", "cli", "analysis"},
     "training": {"zoo", "cli", "analysis"},
     "zoo": {"cli", "analysis"},
