@@ -20,7 +20,7 @@ FORBIDDEN = {
     "components": {"lightning_modules", "zoo", "cli", "analysis", "index"},
     "datamodules": {"lightning_modules", "zoo", "cli", "analysis", "losses", "training", "index"},
     # search indexes over representations: a loaded model is passed in (duck-typed), never imported
-    "index": {"lightning_modules", "zoo", "cli", "analysis", "training"},
+    "index": {"lightning_modules", "zoo", "cli", "analysis", "training", "datamodules"},
     "lightning_modules": {"zoo", "cli", "analysis"},
     "training": {"zoo", "cli", "analysis"},
     "zoo": {"cli", "analysis"},

@@ -34,6 +34,7 @@ zoo (`reprzoo <command> --help` for options):
   list [PATTERN] | info NAME | push RUN --name NAME | finetune NAME --data D | embed NAME --data D --out F
   finetune OLD --compatible METHOD --data D (a compatible successor) | compat OLD NEW --data D
   anomaly fit NAME --data D --normal-class K --out DIR | anomaly score DIR | anomaly protocol NAME --data D
+  index NAME --data debian|FILE.jsonl|FILE.txt --out DIR [--kind K] | search DIR "query text" [-k 10]
 """
 
 
@@ -157,6 +158,10 @@ def _load_extra_commands() -> None:
 
     if anomaly.register not in EXTRA_COMMANDS:
         EXTRA_COMMANDS.append(anomaly.register)
+    from reprzoo.cli import index
+
+    if index.register not in EXTRA_COMMANDS:
+        EXTRA_COMMANDS.append(index.register)
 
 
 #: Warnings of the libraries under the command that are not the user's concern (message regex, category), dropped

@@ -1,0 +1,213 @@
+"""The retrievers against BM25 on the Debian retrieval split, side by side in one run, through the exported model.
+
+For each retriever (a registered method with a ``debian/`` recipe on ``TextPairs(source="debian_descriptions")``):
+train the recipe for ``--epochs`` on the 4,750 training pairs (CPU seconds recorded), push it to a temporary local
+hub, ``reprzoo.load`` it, build a persistent index of the held-out documents with ``reprzoo.index.build_index``
+(the kind the model's representation calls for: dense, sparse or MaxSim) and search the held-out queries through
+it: nDCG@10, MRR@10 and R@100 (ir-measures), the index's size on disk and queries/s. The same numbers measured at
+random init (validation before training) and BM25 (``bm25s`` with a Snowball stemmer, ``reprzoo.index.bm25``) on the
+same split are in the same table. The index's numbers must equal what validation measured on the trained module
+(``--check``): what is exported is what was measured.
+
+Usage (from the repository root; minutes of CPU per retriever)::
+
+    python scripts/retrieval_comparison.py --out docs/retrieval                 # every Debian retriever
+    python scripts/retrieval_comparison.py SPLADE MEBERT --epochs 2 --out docs/retrieval
+    python scripts/retrieval_comparison.py --render docs/retrieval README.md    # the README's table
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import yaml
+
+from reprzoo.lightning_modules import get_method, list_methods
+from reprzoo.zoo.recipes import list_recipes, resolve_recipe
+
+MEASURES = {"nDCG@10": "ndcg@10", "RR@10": "mrr@10", "R@100": "recall@100"}
+TABLE_START, TABLE_END = "<!-- retrieval-table -->", "<!-- /retrieval-table -->"
+
+
+def debian_retrievers() -> list[str]:
+    """Registered methods whose ``debian/`` recipe trains on the Debian synopsis -> description pairs."""
+    names = []
+    recipes = set(list_recipes())
+    for info in list_methods():
+        key = f"debian/{info.name.lower()}"
+        if key in recipes:
+            data = yaml.safe_load(resolve_recipe(key).read_text())["data"]
+            if (data.get("init_args") or {}).get("source") == "debian_descriptions":
+                names.append(info.name)
+    return names
+
+
+def build(method: str):
+    recipe = yaml.safe_load(resolve_recipe(f"debian/{method.lower()}").read_text())
+    module, _, name = recipe["data"]["class_path"].rpartition(".")
+    data = getattr(importlib.import_module(module), name)(**(recipe["data"].get("init_args") or {}))
+    model_args = {**data.model_args(), **recipe["model"]["init_args"]}
+    return get_method(method)(num_classes=data.num_classes, **model_args), data, recipe
+
+
+def write_run(run_dir: Path, trainer: L.Trainer, model, recipe: dict) -> Path:
+    """A run folder as ``reprzoo fit`` writes it (config.yaml and a checkpoint), for ``reprzoo.zoo.api.push``."""
+    run_dir.mkdir(parents=True)
+    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_epochs": trainer.max_epochs},
+        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
+        "data": recipe["data"],
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    return run_dir
+
+
+def measure(method: str, epochs: int | None, workdir: Path, seed: int = 0) -> dict:
+    from reprzoo.index import build_index
+    from reprzoo.index.bm25 import heldout_pairs
+    from reprzoo.metrics.retrieval import evaluate_run
+    from reprzoo.zoo.api import load, push
+
+    L.seed_everything(seed)
+    model, data, recipe = build(method)
+    epochs = epochs or recipe["trainer"]["max_epochs"]
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        check_val_every_n_epoch=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    before = trainer.validate(model, datamodule=data, verbose=False)[0]
+    cpu, wall = time.process_time(), time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    after = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+
+    name = f"{method.lower()}-debian.comparison"
+    push(write_run(workdir / method, trainer, model, recipe), name)
+    encoder = load(name)
+    queries, documents, ids, qrels = heldout_pairs(data)
+    started = time.perf_counter()
+    index = build_index(encoder, documents, ids, workdir / f"{method}-index", progress=False)
+    build_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    run = index.run(queries, ids, k=100, encoder=encoder)
+    search_seconds = time.perf_counter() - started
+    through_index = evaluate_run(qrels, run, list(MEASURES))
+    row = {
+        "method": method,
+        "recipe": f"debian/{method.lower()}",
+        "epochs": epochs,
+        "seed": seed,
+        "kind": index.manifest["kind"],
+        "similarity": index.manifest.get("similarity"),
+        "train_cpu_seconds": round(cpu, 1),
+        "train_wall_seconds": round(wall, 1),
+        "index_bytes": index.size_bytes,
+        "index_docs_per_s": round(len(documents) / build_seconds, 1),
+        "queries_per_s": round(len(queries) / search_seconds, 1),
+    }
+    for measure, log in MEASURES.items():
+        row[log] = {
+            "random_init": round(float(before.get(f"val/{log}", float("nan"))), 4),
+            "trained": round(after.get(f"val/{log}", float("nan")), 4),
+            "through_index": round(through_index[measure], 4),
+        }
+    return row
+
+
+def bm25_row(seed: int = 0) -> dict:
+    from reprzoo.datamodules.text.sentences import TextPairs
+    from reprzoo.index.bm25 import bm25_evaluate
+
+    data = TextPairs(source="debian_descriptions")
+    data.setup()
+    m = bm25_evaluate(data)
+    row = {"method": "BM25 (bm25s)", "recipe": None, "epochs": 0, "seed": seed, "kind": "bm25", "similarity": "bm25"}
+    row.update(index_bytes=int(m["index_bytes"]), queries_per_s=round(m["queries_per_s"], 1), train_cpu_seconds=0.0)
+    for measure, log in MEASURES.items():
+        row[log] = {"random_init": None, "trained": round(m[measure], 4), "through_index": round(m[measure], 4)}
+    return row
+
+
+def markdown(rows: list[dict]) -> str:
+    head = (
+        "| retriever | index | epochs | train CPU s | nDCG@10 init -> trained | MRR@10 | R@100 | index size | queries/s |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        ndcg = r["ndcg@10"]
+        init = "" if ndcg["random_init"] is None else f"{ndcg['random_init']:.3f} -> "
+        size = r["index_bytes"] / 1024
+        lines.append(
+            f"| {r['method']} | {r['kind']} | {r['epochs']} | {r['train_cpu_seconds']:.0f} | {init}{ndcg['through_index']:.3f} "
+            f"| {r['mrr@10']['through_index']:.3f} | {r['recall@100']['through_index']:.3f} | {size:,.0f} KiB "
+            f"| {r['queries_per_s']:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def render(folder: Path, readme: Path) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    rows.sort(key=lambda r: (r["kind"] != "bm25", -r["ndcg@10"]["through_index"]))
+    text = readme.read_text()
+    pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{readme} has no {TABLE_START} ... {TABLE_END} block")
+    readme.write_text(pattern.sub(lambda _: f"{TABLE_START}\n{markdown(rows)}\n{TABLE_END}", text))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("methods", nargs="*", help="registered retrievers (default: every Debian retriever)")
+    parser.add_argument("--epochs", type=int, help="default: each recipe's")
+    parser.add_argument("--out", help="a folder: one <method>.json per retriever (and BM25.json)")
+    parser.add_argument("--no-bm25", action="store_true")
+    parser.add_argument("--check", action="store_true", help="fail if the index's numbers differ from validation's")
+    parser.add_argument("--render", nargs=2, metavar=("FOLDER", "README"), help="rewrite the README's table and exit")
+    args = parser.parse_args(argv)
+    if args.render:
+        render(Path(args.render[0]), Path(args.render[1]))
+        return
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    if not args.no_bm25:
+        rows.append(bm25_row())
+        if out:
+            (out / "BM25.json").write_text(json.dumps(rows[-1], indent=2) + "\n")
+    with tempfile.TemporaryDirectory(prefix="reprzoo-retrieval-") as tmp:
+        os.environ["REPRZOO_HOME"] = str(Path(tmp) / "home")  # a private local hub for the pushed models
+        for method in args.methods or debian_retrievers():
+            row = measure(method, args.epochs, Path(tmp))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if out:
+                (out / f"{method}.json").write_text(json.dumps(row, indent=2) + "\n")
+            if args.check:
+                for log in MEASURES.values():
+                    trained, indexed = row[log]["trained"], row[log]["through_index"]
+                    if abs(trained - indexed) > 1e-3:
+                        raise SystemExit(f"{method}: {log} {trained} in validation but {indexed} through the index")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
