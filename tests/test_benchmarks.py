@@ -176,3 +176,16 @@ def test_bench_mnrl_quick(tmp_path):
     assert all(row["pairs_per_s"] > 0 for row in rows.values())
     # the same weights, batches, loss and seeded dropout: the two train to the same retrieval numbers
     assert abs(rows["reprzoo"]["mrr@10"] - rows["sentence-transformers"]["mrr@10"]) < 0.02
+
+
+def test_bench_index_quick(tmp_path):
+    """The index benchmark runs every kind next to faiss and bm25s used directly (no timing asserted): the exact
+    kinds agree with faiss's flat index."""
+    pytest.importorskip("faiss")
+    pytest.importorskip("bm25s")
+    bench = _load_script("bench_index")
+    results = bench.main(["--quick", "--out", str(tmp_path / "bench.json")])
+    rows = results["rows"]
+    assert len(rows) == 7 and all(row["queries_per_s"] > 0 for row in rows)
+    flat = next(row for row in rows if row["kind"] == "IndexFlatIP")
+    assert flat["recall@10"] == 1.0  # faiss's exact top 10 are ours
