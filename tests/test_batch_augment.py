@@ -349,8 +349,7 @@ def test_device_mode_loader_yields_uint8_and_checks_its_options(tmp_path):
     with pytest.raises(ValueError, match="augment_on must be"):
         Digits(augment_on="gpu")
     (tmp_path / "train" / "a").mkdir(parents=True), (tmp_path / "val" / "a").mkdir(parents=True)
-    with pytest.raises(ReprzooError, match="ImageFolder does not support augment_on='device'"):
-        ImageFolder(root=str(tmp_path), augment_on="device")
+    assert not ImageFolder(root=str(tmp_path), augment_on="device").augments_crops_on_device()  # crops in the loader
 
 
 def test_torchvision_style_datasets_become_tensor_datasets():

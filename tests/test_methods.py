@@ -41,7 +41,7 @@ LEARNING_DATA_OVERRIDES = {  # the learning tests' share of the real text (the r
 
 
 #: recipe folders of text methods besides wordnet/ (a method's data decides: sentiment-labelled sentences)
-TEXT_RECIPE_FOLDERS = ("wordnet", "debian", "polarity")
+TEXT_RECIPE_FOLDERS = ("wordnet", "debian", "polarity", "code")
 
 
 def recipe_dataset(method: str) -> str:
@@ -343,6 +343,7 @@ LEARNING_METRICS = {
 #: probabilities (a volume per sentence), not its meaning: its held-out next-token loss is what it learns.
 LEARNING_METRIC_BY_METHOD = {
     "AriEL": ("val/lm_nll", -0.5),
+    "CodeSage": ("val/mrr@10", 0.05),  # CodePairs: held-out docstring -> code retrieval
     # semi-supervised: their classifier on the clean test split (10 labels per class; 0.10 at random init)
     "FixMatch": ("val/classifier_top1", 0.3),
     "ShrinkMatch": ("val/classifier_top1", 0.3),

@@ -17,6 +17,7 @@ from reprzoo.datamodules.incremental import ClassIncremental
 from reprzoo.datamodules.random_fields import RandomFieldTransform, RandomFieldViewsTransform  # registers "random_field"
 from reprzoo.datamodules.sequences import GeneratedFrames, SyntheticTimeSeries, TimeSeriesTransform
 from reprzoo.datamodules.text import (
+    CodePairs,
     PolaritySentences,
     Sentences,
     TextDataModule,
@@ -40,6 +41,7 @@ from reprzoo.datamodules.transforms import (
 __all__ = [
     "Emoji",
     "Textures",
+    "CodePairs",
     "PolaritySentences",
     "Sentences",
     "TextDataModule",

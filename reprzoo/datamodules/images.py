@@ -6,6 +6,7 @@ downloaded unless ``download=True``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -17,7 +18,14 @@ from torch.utils.data import Dataset
 from reprzoo.datamodules.base import EmbeddingDataModule, TransformedDataset
 from reprzoo.datamodules.batch_augment import BatchMultiView
 from reprzoo.datamodules.resumable import sample_seed
-from reprzoo.datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD, build_augmentation, eval_transform
+from reprzoo.datamodules.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CroppedViews,
+    build_augmentation,
+    eval_transform,
+    open_image,
+)
 from reprzoo.errors import ReprzooError
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -73,7 +81,9 @@ class ImageDataModule(EmbeddingDataModule):
         augment_on: ``cpu`` augments each sample in the loader (torchvision v2); ``device`` makes the train loader
             yield the un-augmented uint8 images and augments whole batches on the training device after the
             transfer (``reprzoo.datamodules.batch_augment``: same options, same views, one random jitter order
-            per batch). ``device`` needs images of one size held in memory (not ``ImageFolder``).
+            per batch). Images of one size held in memory are cropped on the device too; ``ImageFolder`` decodes
+            and takes each view's random resized crop and flip in the loader (``CroppedViews``, uint8 at
+            ``image_size``), and the device does the rest of each view.
         class_split: ``zero_shot`` trains on the first half of the classes and evaluates retrieval among the
             others (precision@1, R-precision, MAP@R; ``num_classes`` is then the training classes'): the metric-
             learning protocol of ``reprzoo.datamodules.labels``.
@@ -137,10 +147,12 @@ class ImageDataModule(EmbeddingDataModule):
         self.augment_on = augment_on
         self.batch_augmentation: BatchMultiView | None = None
         self._augmentation_generator: torch.Generator | None = None
+        self._device_views: list = []  # the CPU views, for CroppedViews (ImageFolder)
         if augment_on == "device":
             self.batch_augmentation = BatchMultiView.from_augmentation(
                 augmentation, self.image_size, self.mean, self.std, **(augmentation_kwargs or {})
             )
+            self._device_views = list(self.train_transform.transforms)
             self.train_transform = None
 
     def __init_subclass__(cls, **kwargs):
@@ -192,7 +204,15 @@ class ImageDataModule(EmbeddingDataModule):
         if self.augment_on == "cpu":
             return super().train_dataloader()
         self.setup()
-        return self._loader(TransformedDataset(as_tensor_images(self._train), None, with_index=True), train=True)
+        if self.augments_crops_on_device():
+            return self._loader(TransformedDataset(as_tensor_images(self._train), None, with_index=True), train=True)
+        # images of different sizes (ImageFolder): crops and flips in the loader, the rest of each view on the device
+        return self._loader(TransformedDataset(self._train, CroppedViews(self._device_views), with_index=True), train=True)
+
+    def augments_crops_on_device(self) -> bool:
+        """With ``augment_on='device'``: whether the loader yields whole images of one size (crops taken on the
+        device) rather than each view's crop (``CroppedViews``)."""
+        return True
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """With ``augment_on='device'``: a training batch of uint8 images becomes its list of augmented views."""
@@ -200,7 +220,8 @@ class ImageDataModule(EmbeddingDataModule):
         if self.batch_augmentation is None or trainer is None or not trainer.training:
             return batch
         images, labels, indices = batch
-        return self.batch_augmentation(images, generator=self._generator(images.device)), labels, indices
+        device = images[0].device if isinstance(images, (list, tuple)) else images.device  # ImageFolder: crops per view
+        return self.batch_augmentation(images, generator=self._generator(device)), labels, indices
 
     def _generator(self, device: torch.device) -> torch.Generator:
         # reseeded per batch from (seed, rank, epoch, batch): reproducible, different on every rank, and the same
@@ -393,6 +414,86 @@ def infer_image_size(sides: Sequence[int]) -> int:
     return min(rounded, MAX_INFERRED_IMAGE_SIZE)
 
 
+class DecodedImages(Dataset):
+    """The images of a torchvision ``ImageFolder`` decoded once, kept as uint8 pixels: ``(RGB PIL image, label)``
+    items as the folder gives them, without decoding a file again.
+
+    The pixels of all images sit in one flat uint8 buffer, in memory (``storage="memory"``) or in a numpy memory-mapped
+    file (``storage="memmap"``, at ``path``): a file that matches the folder (same files, sizes and modification
+    times; its name holds their hash) is reused by later runs, and loader workers map it instead of receiving a copy.
+
+    Args:
+        folder: a torchvision ``ImageFolder`` (its ``samples``, ``targets`` and ``classes`` are kept).
+        storage: ``memory`` or ``memmap``.
+        cache_dir: folder of the memory-mapped file (``memmap`` only).
+    """
+
+    def __init__(self, folder, storage: Literal["memory", "memmap"] = "memory", cache_dir: Path | None = None):
+        import hashlib
+
+        from PIL import Image
+
+        if storage not in ("memory", "memmap"):
+            raise ValueError(f"storage must be 'memory' or 'memmap', got {storage!r}")
+        if storage == "memmap" and cache_dir is None:
+            raise ValueError("storage='memmap' needs a cache_dir")
+        self.samples, self.targets, self.classes = list(folder.samples), list(folder.targets), list(folder.classes)
+        shapes = []
+        digest = hashlib.sha256()
+        for path, _ in self.samples:
+            with Image.open(path) as image:  # the header only
+                shapes.append((image.size[1], image.size[0]))
+            stat = Path(path).stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        self.shapes = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+        sizes = self.shapes[:, 0] * self.shapes[:, 1] * 3
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        total = max(int(self.offsets[-1]), 1)
+        self.path: Path | None = None
+        if storage == "memory":
+            self._pixels: np.ndarray | None = np.empty(total, dtype=np.uint8)
+            self._decode_all(self._pixels)
+            return
+        self.path = Path(cache_dir) / f"decoded-{digest.hexdigest()[:16]}-{total}.u8"
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_suffix(f".partial-{os.getpid()}")
+            pixels = np.memmap(partial, dtype=np.uint8, mode="w+", shape=(total,))
+            self._decode_all(pixels)
+            pixels.flush()
+            del pixels
+            os.replace(partial, self.path)  # complete files only: a reader never maps a half-written cache
+        self._pixels = None  # mapped on first use, in each process
+
+    def _decode_all(self, pixels: np.ndarray) -> None:
+        for i, (path, _) in enumerate(self.samples):
+            image = np.asarray(open_image(path).convert("RGB"))
+            if image.shape[:2] != tuple(self.shapes[i]):
+                raise ReprzooError(f"{path} decodes to {image.shape[:2]}, its header says {tuple(self.shapes[i])}")
+            pixels[self.offsets[i] : self.offsets[i + 1]] = image.reshape(-1)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["_pixels"] = None  # workers map the file themselves
+        return state
+
+    def pixels(self, index: int) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 pixels of image ``index`` (a view of the buffer)."""
+        if self._pixels is None:
+            self._pixels = np.memmap(self.path, dtype=np.uint8, mode="r")
+        h, w = self.shapes[index]
+        return self._pixels[self.offsets[index] : self.offsets[index + 1]].reshape(h, w, 3)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return Image.fromarray(self.pixels(index)), self.targets[index]
+
+
 class ImageFolder(ImageDataModule):
     """Any folder laid out as ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` (ImageNet style).
 
@@ -400,15 +501,32 @@ class ImageFolder(ImageDataModule):
     sample of 64 files (:func:`sample_image_sides`), rounded to a multiple of 8, at most 224
     (:func:`infer_image_size`); one line on stderr says what was chosen. A given size that upscales the images more than 2x is warned about (memory and compute
     grow with its square: a folder of 32-px images trained at 224 px needs 49 times the memory).
+
+    JPEG files are decoded at 1/2, 1/4 or 1/8 scale when every training crop still has ``image_size`` pixels
+    (:func:`~reprzoo.datamodules.transforms.draft_for_views`). ``augment_on="device"`` decodes and crops in the
+    loader (each view's random resized crop and flip, uint8) and does the rest of each view on the training device.
+
+    Args:
+        cache_images: ``memory`` or ``memmap`` decodes every image once (:class:`DecodedImages`), for folders that fit
+            in memory or on disk as raw pixels; ``None`` (the default) decodes the files at every access.
+        cache_dir: where ``memmap`` keeps its files (default ``<root>/.reprzoo_cache``).
     """
 
-    def __init__(self, root: str, train_dir: str = "train", val_dir: str = "val", image_size: int | None = None, **kwargs):
-        if kwargs.get("augment_on") == "device":
-            raise ReprzooError(
-                "ImageFolder does not support augment_on='device': its images come in different sizes and are "
-                "decoded one by one; use augment_on='cpu' (the default)"
-            )
+    def __init__(
+        self,
+        root: str,
+        train_dir: str = "train",
+        val_dir: str = "val",
+        image_size: int | None = None,
+        cache_images: Literal["memory", "memmap"] | None = None,
+        cache_dir: str | None = None,
+        **kwargs,
+    ):
+        if cache_images not in (None, "memory", "memmap"):
+            raise ValueError(f"cache_images must be None, 'memory' or 'memmap', got {cache_images!r}")
+        self.cache_images = cache_images
         base = Path(root).expanduser()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else base / ".reprzoo_cache"
         for sub in (train_dir, val_dir):
             if not (base / sub).is_dir():
                 raise ReprzooError(
@@ -452,15 +570,22 @@ class ImageFolder(ImageDataModule):
             )
         return image_size
 
+    def augments_crops_on_device(self) -> bool:
+        return False  # images of many sizes: each view's crop is taken in the loader
+
     def _splits(self):
         from torchvision import datasets
 
-        return datasets.ImageFolder(self.root / self.train_dir), datasets.ImageFolder(self.root / self.val_dir)
+        splits = [datasets.ImageFolder(self.root / d, loader=open_image) for d in (self.train_dir, self.val_dir)]
+        if self.cache_images is not None:
+            splits = [DecodedImages(split, self.cache_images, self.cache_dir) for split in splits]
+        return tuple(splits)
 
 
 __all__ = [
     "CIFAR10",
     "CIFAR100",
+    "DecodedImages",
     "Digits",
     "ImageDataModule",
     "ImageFolder",

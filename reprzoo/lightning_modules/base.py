@@ -216,7 +216,7 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
         out = self.training_loss(views, labels, indices)
         loss = out.loss
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        if out.embeddings is not None:
+        if out.embeddings is not None and self._logs_this_step():
             self.log("train/embedding_std", normalized_std(out.embeddings), sync_dist=True)
         if self.probe is not None:
             probe_loss = self.probe.training_loss(out.features, labels)
@@ -224,6 +224,13 @@ class EmbeddingModule(L.LightningModule, abc.ABC):
             self.log("train/probe_top1", self.probe.train_top1, on_step=False, on_epoch=True)
             loss = loss + probe_loss
         return loss
+
+    def _logs_this_step(self) -> bool:
+        # step-level metrics reach the loggers every ``log_every_n_steps`` only: the collapse monitor (a reduction
+        # and, with sync_dist, an all-reduce per step) is computed on those steps alone
+        trainer = self._trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        return connector is None or bool(connector.should_update_logs)
 
     def on_train_start(self) -> None:
         super().on_train_start()
