@@ -18,8 +18,10 @@ from reprzoo.datamodules.random_fields import RandomFieldTransform, RandomFieldV
 from reprzoo.datamodules.sequences import GeneratedFrames, SyntheticTimeSeries, TimeSeriesTransform
 from reprzoo.datamodules.text import (
     CodePairs,
+    GraphNeighbours,
     PolaritySentences,
     Sentences,
+    TaggedPairs,
     TextDataModule,
     TextPairs,
     TopicSentences,
@@ -42,8 +44,10 @@ __all__ = [
     "Emoji",
     "Textures",
     "CodePairs",
+    "GraphNeighbours",
     "PolaritySentences",
     "Sentences",
+    "TaggedPairs",
     "TextDataModule",
     "TextPairs",
     "TopicSentences",
