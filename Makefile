@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_FLAGS ?= -q -c constraints.txt
 
-.PHONY: install demo lint format browser test test-fast learning-table bench clean
+.PHONY: install demo lint format browser test test-fast learning-table supervised-comparisons retrieval-table bench clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,21 @@ learning-table: install
 	rm -rf docs/learning
 	REPRZOO_LEARNING_TIER=full REPRZOO_LEARNING_REPORT=docs/learning $(BIN)/python -m pytest -n 2 -m slow -k test_learns_on_digits -q
 	$(BIN)/python scripts/learning_table.py docs/learning README.md
+
+# the metric-and-supervised wing's side-by-side comparisons (README's tables; about two hours of a 2-core CPU)
+supervised-comparisons: install
+	$(BIN)/python scripts/supervised_comparisons.py metric-learning --epochs 30 --seeds 0 --out docs/comparisons
+	$(BIN)/python scripts/supervised_comparisons.py metric-learning --data emoji --epochs 30 --seeds 0 --out docs/comparisons
+	for noise in symmetric:0.2 symmetric:0.4 asymmetric:0.2 asymmetric:0.4; do \
+		$(BIN)/python scripts/supervised_comparisons.py label-noise --epochs 40 --seeds 0 --label-noise $$noise --out docs/comparisons; done
+	$(BIN)/python scripts/supervised_comparisons.py semi-supervised --epochs 12 --seeds 0 1 2 --out docs/comparisons
+	$(BIN)/python scripts/supervised_comparisons.py mixup --epochs 30 --seeds 0 --out docs/comparisons
+	$(BIN)/python scripts/supervised_comparisons.py batchformer --epochs 30 --seeds 0 --out docs/comparisons
+
+# the retrievers against BM25 on the Debian split, through their exported models and indexes (README's table)
+retrieval-table: install
+	$(BIN)/python scripts/retrieval_comparison.py --out docs/retrieval --check
+	$(BIN)/python scripts/retrieval_comparison.py --render docs/retrieval README.md
 
 bench: install
 	$(BIN)/python -m pip install $(PIP_FLAGS) -e ".[bench]"

@@ -98,7 +98,8 @@ def measure(method: str, epochs: int | None, workdir: Path, seed: int = 0) -> di
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     after = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
 
-    name = f"{method.lower()}-debian.comparison"
+    backbone = str(recipe["model"]["init_args"].get("backbone") or "encoder").replace("-", "_")
+    name = f"{method.lower()}-{backbone}-debian.comparison"  # method-backbone-dataset.tag
     push(write_run(workdir / method, trainer, model, recipe), name)
     encoder = load(name)
     queries, documents, ids, qrels = heldout_pairs(data)
