@@ -95,7 +95,9 @@ class SPLADEPlusPlus(SparseRetriever):
         )
         self.mlm_head = MLMHead(self.backbone, self.hparams.head_bias_init)
         if mlm_checkpoint:
-            state = torch.load(mlm_checkpoint, map_location="cpu", weights_only=False)
+            from reprzoo.training.checkpointing import load_checkpoint
+
+            state = load_checkpoint(mlm_checkpoint, what="mlm_checkpoint")  # weights_only: nothing is unpickled
             state = state.get("state_dict", state)
             start = {k: v for k, v in state.items() if k.startswith(("backbone.", "mlm_head."))}
             if not start:
