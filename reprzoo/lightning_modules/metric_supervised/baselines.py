@@ -178,13 +178,11 @@ class CosFace(_MarginSoftmax):
 
 
 class _PairBased(SupervisedModule):
-    """A pair-based metric-learning loss on the L2-normalised embedding of one view (no classifier head)."""
+    """A pair-based metric-learning loss on the L2-normalised embedding of one view (no classifier head); a subclass
+    defines ``pair_loss(rep, labels)``."""
 
     def build_classifier(self) -> nn.Module | None:
         return None
-
-    def pair_loss(self, rep: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
 
     def training_loss(self, views, labels=None, indices=None) -> TrainingOutput:
         self.labelled(labels)
