@@ -217,3 +217,22 @@ def test_an_interop_file_name_from_a_hub_cannot_steer_a_path(name):
                 "interop": {"files": {"tokenizer.json": {"sha256": "0" * 64}}},
             }
         )
+
+
+def test_exported_tokenizer_truncates_as_the_datamodule_does():
+    """What is exported is what was measured: a text longer than ``max_length`` gets the same ids from the
+    exported preprocessor (``reprzoo.load(...).tokenizer``) as from the datamodule that trained and evaluated the
+    model, final ``[SEP]`` kept, and a short one is untouched."""
+    from reprzoo.datamodules.text.preprocess import TokenizerPreprocessor
+    from reprzoo.datamodules.text.sentences import TextPairs
+
+    data = TextPairs(source="debian_descriptions", max_pairs=300, vocab_size=500, max_length=16)
+    tokenizer = data.fit_tokenizer()
+    exported = TokenizerPreprocessor.from_bytes(tokenizer.to_str().encode(), max_length=16)
+    texts = [" ".join(p[1] for p in data.pairs()[:3]), "a short text"]
+    assert len(tokenizer.encode(texts[0]).ids) > 16
+    batch = exported(texts)
+    for row, expected in enumerate(data.encode(texts)):
+        n = int(batch["attention_mask"][row].sum())
+        assert batch["input_ids"][row, :n].tolist() == expected.tolist()
+    assert batch["input_ids"][0, 15].item() == tokenizer.token_to_id("[SEP]")

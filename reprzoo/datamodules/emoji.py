@@ -31,6 +31,7 @@ import torch
 
 from reprzoo.datamodules.base import TransformedDataset
 from reprzoo.datamodules.images import ImageDataModule, TensorImageDataset
+from reprzoo.datamodules.text.tokenizers import truncate
 from reprzoo.errors import ReprzooError
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -324,9 +325,7 @@ class Emoji(ImageDataModule):
         """``(len(texts), max_length)`` token ids of captions, padded with 0, cut keeping the final ``[SEP]``."""
         out = torch.zeros(len(texts), self.max_length, dtype=torch.long)
         for row, encoding in enumerate(self.fit_tokenizer().encode_batch(list(texts))):
-            ids = encoding.ids
-            if len(ids) > self.max_length:
-                ids = ids[: self.max_length - 1] + ids[-1:]
+            ids = truncate(encoding.ids, self.max_length)
             out[row, : len(ids)] = torch.tensor(ids)
         return out
 

@@ -27,6 +27,7 @@ import torch
 
 from reprzoo.atomic import atomic_write_text
 from reprzoo.errors import ReprzooError
+from reprzoo.metrics.retrieval import _order, topk  # noqa: F401  (re-exported: the engines' exact top-k)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -106,34 +107,6 @@ def resolve_kind(kind: str, representation: str, similarity: str) -> tuple[str, 
 
 
 # ----------------------------------------------------------------------------------------------------------- top-k
-
-
-def _order(values: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row sorted by descending value, ties by ascending position."""
-    order = np.lexsort((positions, -values), axis=1)
-    return np.take_along_axis(values, order, 1), np.take_along_axis(positions, order, 1)
-
-
-def topk(scores: torch.Tensor, k: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The exact top ``k`` of each row of ``scores`` ``(queries, documents)`` under the order (score descending,
-    position ascending): ``(values, positions + offset)``, each ``(queries, min(k, documents))``.
-
-    ``torch.topk`` alone leaves the choice among equal scores at the k-th place open; rows where it matters are
-    redone from all the row's scores, so that every chunking of the documents gives the same ranking."""
-    n = scores.shape[1]
-    k = min(k, n)
-    if k == 0:
-        empty = np.zeros((scores.shape[0], 0))
-        return empty.astype(np.float32), empty.astype(np.int64)
-    values, positions = scores.topk(k, dim=1)
-    last = values[:, -1:]
-    undecided = ((scores == last).sum(1) != (values == last).sum(1)).nonzero().flatten().tolist()
-    for row in undecided:  # more documents tie at the k-th score than fit: the lowest positions among them
-        above = (scores[row] > last[row]).nonzero().flatten()
-        tied = (scores[row] == last[row]).nonzero().flatten()[: k - len(above)]
-        positions[row] = torch.cat([above, tied])
-        values[row] = scores[row, positions[row]]
-    return _order(values.cpu().numpy(), positions.cpu().numpy().astype(np.int64) + offset)
 
 
 def merge_topk(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray], k: int):

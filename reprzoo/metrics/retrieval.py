@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from reprzoo.metrics.evaluators import EvaluationBatch, EvaluationProtocol, Evaluator
@@ -56,6 +57,34 @@ SIMILARITIES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
 }
 
 
+def _order(values: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row sorted by descending value, ties by ascending position."""
+    order = np.lexsort((positions, -values), axis=1)
+    return np.take_along_axis(values, order, 1), np.take_along_axis(positions, order, 1)
+
+
+def topk(scores: torch.Tensor, k: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top ``k`` of each row of ``scores`` ``(queries, documents)`` under the order (score descending,
+    position ascending): ``(values, positions + offset)``, each ``(queries, min(k, documents))``.
+
+    ``torch.topk`` alone leaves the choice among equal scores at the k-th place open; rows where it matters are
+    redone from all the row's scores, so that every chunking of the documents gives the same ranking."""
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0:
+        empty = np.zeros((scores.shape[0], 0))
+        return empty.astype(np.float32), empty.astype(np.int64)
+    values, positions = scores.topk(k, dim=1)
+    last = values[:, -1:]
+    undecided = ((scores == last).sum(1) != (values == last).sum(1)).nonzero().flatten().tolist()
+    for row in undecided:  # more documents tie at the k-th score than fit: the lowest positions among them
+        above = (scores[row] > last[row]).nonzero().flatten()
+        tied = (scores[row] == last[row]).nonzero().flatten()[: k - len(above)]
+        positions[row] = torch.cat([above, tied])
+        values[row] = scores[row, positions[row]]
+    return _order(values.cpu().numpy(), positions.cpu().numpy().astype(np.int64) + offset)
+
+
 def rank(
     queries: torch.Tensor,
     documents: torch.Tensor,
@@ -65,11 +94,12 @@ def rank(
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = cosine_scores,
     chunk: int = 1024,
 ) -> dict[str, dict[str, float]]:
-    """The run ``{query id: {document id: score}}`` of the top ``depth`` documents of every query."""
+    """The run ``{query id: {document id: score}}`` of the top ``depth`` documents of every query, ties at the cut
+    broken by document position (as :mod:`reprzoo.index` does: the same documents make the cut in both)."""
     run: dict[str, dict[str, float]] = {}
     depth = min(depth, len(document_ids))
     for start in range(0, len(queries), chunk):
-        values, indices = score(queries[start : start + chunk], documents).topk(depth, dim=1)
+        values, indices = topk(score(queries[start : start + chunk], documents), depth)
         for row, (vals, idx) in enumerate(zip(values.tolist(), indices.tolist())):
             run[query_ids[start + row]] = {document_ids[j]: float(v) for v, j in zip(vals, idx)}
     return run

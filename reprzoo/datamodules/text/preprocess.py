@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from reprzoo.datamodules.text.tokenizers import truncate
 from reprzoo.errors import ReprzooError
 
 
@@ -114,9 +115,9 @@ class TokenizerPreprocessor:
         ids = torch.full((len(texts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros(len(texts), width, dtype=torch.long)
         for i, e in enumerate(encodings):
-            n = min(len(e.ids), width)
-            ids[i, :n] = torch.tensor(e.ids[:n])
-            mask[i, :n] = 1
+            kept = truncate(e.ids, self.max_length)  # as the datamodules cut: the final [SEP] is kept
+            ids[i, : len(kept)] = torch.tensor(kept)
+            mask[i, : len(kept)] = 1
         return {"input_ids": ids, "attention_mask": mask}
 
 

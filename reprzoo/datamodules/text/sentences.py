@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reprzoo.datamodules.base import EmbeddingDataModule
-from reprzoo.datamodules.text.tokenizers import PAD_ID, TokenizerKind, train_tokenizer
+from reprzoo.datamodules.text.tokenizers import PAD_ID, TokenizerKind, train_tokenizer, truncate
 from reprzoo.errors import ReprzooError, UnknownNameError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -141,10 +141,7 @@ class TextDataModule(EmbeddingDataModule):
         tokenizer = self.fit_tokenizer()
         out = []
         for encoding in tokenizer.encode_batch(list(texts)):
-            ids = encoding.ids
-            if len(ids) > self.max_length:
-                ids = ids[: self.max_length - 1] + ids[-1:]
-            out.append(torch.tensor(ids, dtype=torch.long))
+            out.append(torch.tensor(truncate(encoding.ids, self.max_length), dtype=torch.long))
         return out
 
     def collate(self, samples):

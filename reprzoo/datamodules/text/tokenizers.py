@@ -18,6 +18,13 @@ PAD_ID = 0
 TokenizerKind = Literal["wordpiece", "bpe", "bytelevel", "wordlevel"]
 
 
+def truncate(ids: Sequence[int], max_length: int) -> list[int]:
+    """Token ids cut to ``max_length`` keeping the last one (the ``[SEP]`` of ``[CLS] ... [SEP]``): the one
+    truncation of reprzoo's text data and of an exported model's tokenizer, so both see the same ids."""
+    ids = list(ids)
+    return ids[: max_length - 1] + ids[-1:] if len(ids) > max_length else ids
+
+
 def train_tokenizer(texts: Sequence[str], kind: TokenizerKind = "wordpiece", vocab_size: int = 8000, min_frequency: int = 2):
     """A ``tokenizers.Tokenizer`` of ``kind`` trained on ``texts`` (lowercased, accents stripped, for WordPiece
     and BPE; byte-level keeps case), with :data:`SPECIAL_TOKENS` first and the ``[CLS] ... [SEP]`` template."""
@@ -79,4 +86,4 @@ def _train(texts: Sequence[str], kind: str, vocab_size: int, min_frequency: int)
     return tokenizer
 
 
-__all__ = ["PAD_ID", "SPECIAL_TOKENS", "TokenizerKind", "train_tokenizer"]
+__all__ = ["PAD_ID", "SPECIAL_TOKENS", "TokenizerKind", "train_tokenizer", "truncate"]
