@@ -31,6 +31,7 @@ import lightning as L
 import yaml
 
 from reprzoo.lightning_modules import get_method, list_methods
+from reprzoo.training.runs import save_run
 from reprzoo.zoo.recipes import list_recipes, resolve_recipe
 
 MEASURES = {"nDCG@10": "ndcg@10", "RR@10": "mrr@10", "R@100": "recall@100"}
@@ -59,18 +60,8 @@ def build(method: str):
 
 
 def write_run(run_dir: Path, trainer: L.Trainer, model, recipe: dict) -> Path:
-    """A run folder as ``reprzoo fit`` writes it (config.yaml and a checkpoint), for ``reprzoo.zoo.api.push``."""
-    run_dir.mkdir(parents=True)
-    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
-    config = {
-        "seed_everything": 0,
-        "trainer": {"max_epochs": trainer.max_epochs},
-        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
-        "data": recipe["data"],
-    }
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    return run_dir
+    """A run folder as ``reprzoo fit`` writes it, for ``reprzoo.zoo.api.push``."""
+    return save_run(run_dir, trainer, model, recipe["data"])
 
 
 def measure(method: str, epochs: int | None, workdir: Path, seed: int = 0, runs: dict | None = None) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import os
 import re
 import subprocess
@@ -23,7 +22,6 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 from torch.utils.data import Dataset, default_collate
 
@@ -33,6 +31,7 @@ from reprzoo.datamodules import EmbeddingDataModule
 from reprzoo.errors import ReprzooError, UnknownNameError
 from reprzoo.lightning_modules import METHODS, EmbeddingModule, MethodInfo, TrainingOutput
 from reprzoo.losses import nt_xent
+from reprzoo.training.runs import data_config, save_run
 
 # ------------------------------------------------------------------------------------------------ text
 #: (label, module, which attributes): real sentences from the docstrings of installed packages.
@@ -230,18 +229,8 @@ class SeamGraph(EmbeddingModule):
 
 # ------------------------------------------------------------------------------------------------ helpers
 def write_run(run_dir: Path, trainer: L.Trainer, model: EmbeddingModule, data: EmbeddingDataModule, data_args: dict) -> Path:
-    """A run folder as ``reprzoo fit`` writes it (as ``tests/test_methods.py::write_run``)."""
-    run_dir.mkdir(parents=True)
-    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
-    config = {
-        "seed_everything": 0,
-        "trainer": {"max_epochs": trainer.max_epochs},
-        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
-        "data": {"class_path": f"{type(data).__module__}.{type(data).__name__}", "init_args": data_args},
-    }
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    return run_dir
+    """A run folder as ``reprzoo fit`` writes it (``reprzoo.training.runs.save_run``)."""
+    return save_run(run_dir, trainer, model, data_config(data, data_args))
 
 
 @pytest.fixture
