@@ -17,6 +17,7 @@ import yaml
 
 from reprzoo.lightning_modules import METHODS, DirectPred, get_method, list_methods
 from reprzoo.losses import directpred_weight
+from reprzoo.training.runs import save_run
 from reprzoo.zoo.recipes import list_recipes, resolve_recipe
 
 METHOD_NAMES = sorted(m.name for m in list_methods())
@@ -196,18 +197,8 @@ def first_rows(inputs, n: int):
 
 
 def write_run(run_dir: Path, trainer: L.Trainer, model, recipe: dict) -> Path:
-    """A run folder as ``reprzoo fit`` writes it: config.yaml (the resolved LightningCLI config) and last.ckpt."""
-    run_dir.mkdir(parents=True)
-    hparams = {k: v for k, v in model.hparams.items() if not k.startswith("_")}
-    config = {
-        "seed_everything": 0,
-        "trainer": {"max_epochs": trainer.max_epochs},
-        "model": {"class_path": f"reprzoo.lightning_modules.{type(model).__name__}", "init_args": hparams},
-        "data": recipe["data"],
-    }
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(config, default=list))))
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    return run_dir
+    """A run folder as ``reprzoo fit`` writes it (``reprzoo.training.runs.save_run``), with the recipe's data."""
+    return save_run(run_dir, trainer, model, recipe["data"])
 
 
 def absolute_paths(value, where: str = "") -> list[str]:
@@ -431,6 +422,7 @@ QUICK_EPOCHS_BY_METHOD: dict[str, int] = {
     "PODNet": 5,  # 2: +0.033, 4: +0.067, 5: +0.050
     "SIE": 6,  # 2: -0.117, 4: +0.064, 6: +0.116
     "HypersphericalEmbedding": 10,  # MAP@R 2: -0.033, 10: +0.164
+    "DuIN": 10,  # its recipe: 2 VQ-VAE epochs, then 8 MAE epochs (after the 2 tokenizer epochs alone: +0.15)
 }
 
 
