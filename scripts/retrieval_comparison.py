@@ -13,6 +13,7 @@ Usage (from the repository root; minutes of CPU per retriever)::
 
     python scripts/retrieval_comparison.py --out docs/retrieval                 # every Debian retriever
     python scripts/retrieval_comparison.py SPLADE MEBERT --epochs 2 --out docs/retrieval
+    python scripts/retrieval_comparison.py UniCOIL --hybrid UniCOIL --out docs/retrieval  # + BM25 hybrids
     python scripts/retrieval_comparison.py --render docs/retrieval README.md    # the README's table
 """
 
@@ -140,24 +141,30 @@ def bm25_row(seed: int = 0) -> dict:
     return row
 
 
-def hybrid_row(method: str, learned_run: dict, seed: int = 0) -> dict:
-    """BM25 and a learned retriever fused by Reciprocal Rank Fusion (k = 60, both weights 1: nothing tuned on the
-    evaluation queries), top 100 of each run."""
+def hybrid_rows(method: str, learned_run: dict, seed: int = 0) -> list[dict]:
+    """BM25 and a learned retriever fused, top 100 of each run, nothing tuned on the evaluation queries:
+    Reciprocal Rank Fusion (k = 60) and the sum of per-query min-max normalised scores (equal weights)."""
     from reprzoo.datamodules.text.sentences import TextPairs
     from reprzoo.index.bm25 import bm25_run, heldout_pairs
-    from reprzoo.index.fusion import reciprocal_rank_fusion
+    from reprzoo.index.fusion import normalized_score_fusion, reciprocal_rank_fusion
     from reprzoo.metrics.retrieval import evaluate_run
 
     data = TextPairs(source="debian_descriptions")
     data.setup()
     queries, documents, ids, qrels = heldout_pairs(data)
-    fused = reciprocal_rank_fusion([bm25_run(queries, documents, ids, ids), learned_run], k=60, depth=100)
-    scores = evaluate_run(qrels, fused, list(MEASURES))
-    row = {"method": f"BM25 + {method} (RRF)", "recipe": f"debian/{method.lower()}", "epochs": None, "seed": seed}
-    row.update(kind="hybrid", similarity="rrf", index_bytes=None, queries_per_s=None, train_cpu_seconds=None)
-    for measure, log in MEASURES.items():
-        row[log] = {"random_init": None, "trained": round(scores[measure], 4), "through_index": round(scores[measure], 4)}
-    return row
+    runs = [bm25_run(queries, documents, ids, ids), learned_run]
+    rows = []
+    for label, kind, fused in (
+        ("RRF", "hybrid-rrf", reciprocal_rank_fusion(runs, k=60, depth=100)),
+        ("normalised sum", "hybrid-sum", normalized_score_fusion(runs, depth=100)),
+    ):
+        scores = evaluate_run(qrels, fused, list(MEASURES))
+        row = {"method": f"BM25 + {method} ({label})", "recipe": f"debian/{method.lower()}", "epochs": None, "seed": seed}
+        row.update(kind=kind, similarity=kind, index_bytes=None, queries_per_s=None, train_cpu_seconds=None)
+        for measure, log in MEASURES.items():
+            row[log] = {"random_init": None, "trained": round(scores[measure], 4), "through_index": round(scores[measure], 4)}
+        rows.append(row)
+    return rows
 
 
 def markdown(rows: list[dict]) -> str:
@@ -182,7 +189,13 @@ def markdown(rows: list[dict]) -> str:
 
 def render(folder: Path, readme: Path) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    rows.sort(key=lambda r: (r["kind"] not in ("bm25", "hybrid"), r["kind"] != "bm25", -r["ndcg@10"]["through_index"]))
+    rows.sort(
+        key=lambda r: (
+            r["kind"] != "bm25" and not r["kind"].startswith("hybrid"),
+            r["kind"] != "bm25",
+            -r["ndcg@10"]["through_index"],
+        )
+    )
     text = readme.read_text()
     pattern = re.compile(re.escape(TABLE_START) + ".*?" + re.escape(TABLE_END), re.S)
     if not pattern.search(text):
@@ -197,7 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="a folder: one <method>.json per retriever (and BM25.json)")
     parser.add_argument("--no-bm25", action="store_true")
     parser.add_argument("--check", action="store_true", help="fail if the index's numbers differ from validation's")
-    parser.add_argument("--hybrid", action="store_true", help="also BM25 + each retriever by Reciprocal Rank Fusion")
+    parser.add_argument(
+        "--hybrid", nargs="+", default=[], metavar="METHOD", help="also BM25 + these retrievers fused (RRF; normalised score sum)"
+    )
     parser.add_argument("--render", nargs=2, metavar=("FOLDER", "README"), help="rewrite the README's table and exit")
     args = parser.parse_args(argv)
     if args.render:
@@ -220,11 +235,11 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             if out:
                 (out / f"{method}.json").write_text(json.dumps(row, indent=2) + "\n")
-            if args.hybrid:
-                rows.append(hybrid_row(method, runs[method]))
-                print(json.dumps(rows[-1]), flush=True)
+            for hybrid in hybrid_rows(method, runs[method]) if method in args.hybrid else []:
+                rows.append(hybrid)
+                print(json.dumps(hybrid), flush=True)
                 if out:
-                    (out / f"BM25+{method}.json").write_text(json.dumps(rows[-1], indent=2) + "\n")
+                    (out / f"BM25+{method}-{hybrid['kind']}.json").write_text(json.dumps(hybrid, indent=2) + "\n")
             if args.check:
                 for log in MEASURES.values():
                     trained, indexed = row[log]["trained"], row[log]["through_index"]
