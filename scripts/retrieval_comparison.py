@@ -163,8 +163,33 @@ def hybrid_rows(method: str, learned_run: dict, seed: int = 0) -> list[dict]:
         row.update(kind=kind, similarity=kind, index_bytes=None, queries_per_s=None, train_cpu_seconds=None)
         for measure, log in MEASURES.items():
             row[log] = {"random_init": None, "trained": round(scores[measure], 4), "through_index": round(scores[measure], 4)}
+        row["vs_bm25"] = paired_difference(qrels, fused, runs[0])
         rows.append(row)
     return rows
+
+
+def paired_difference(qrels: dict, run: dict, baseline: dict, measure: str = "nDCG@10", seed: int = 0) -> dict:
+    """Per-query ``measure`` of ``run`` minus ``baseline``: mean, a 95% bootstrap interval (10,000 resamples of
+    the queries), and how many queries got better or worse."""
+    import ir_measures
+    import numpy as np
+
+    parsed = ir_measures.parse_measure(measure)
+
+    def per_query(r):
+        return {m.query_id: m.value for m in ir_measures.iter_calc([parsed], qrels, r)}
+
+    a, b = per_query(run), per_query(baseline)
+    diff = np.array([a.get(q, 0.0) - b.get(q, 0.0) for q in qrels])
+    means = np.random.default_rng(seed).choice(diff, (10_000, len(diff))).mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {
+        "measure": measure,
+        "mean": round(float(diff.mean()), 4),
+        "ci95": [round(float(low), 4), round(float(high), 4)],
+        "better": int((diff > 0).sum()),
+        "worse": int((diff < 0).sum()),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
