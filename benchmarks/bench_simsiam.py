@@ -15,26 +15,34 @@ Candidates, run interleaved over ``--rounds`` (order reversed every other round)
   ``train_dataloader()``, ``reprzoo.lightning_modules.SimSiam(backbone="resnet18")`` (timm's ResNet-18: the same
   architecture and parameter count as torchvision's) with the example's head sizes, a plain loop around
   ``model.training_loss(views)`` and an optimiser built by reprzoo's own helpers with the example's settings.
-* ``reprzoo_trainer`` (unless ``--no-trainer``): the same reprzoo model and datamodule through ``lightning.Trainer``.
+* ``reprzoo_fit`` (unless ``--no-fit``): the same reprzoo model and datamodule through ``reprzoo fit --config FILE``
+  (in process, the command's own ``cli_main``): the Trainer, logger and callbacks the command builds (TensorBoard
+  logger, rich progress bar, checkpointing, LR monitor, ...), timed by a callback added in the config.
 * ``*_model_only``: the ceiling, the same training step on one batch of views made once as tensors (shared by
   both models), i.e. no data pipeline at all.
+* ``lightly_model_only_channels_last``: lightly's model-only step with the model and its inputs in channels-last
+  memory format, which the example does not do: the reference for reprzoo's default layout. reprzoo's candidates
+  run in reprzoo's default layout (``channels_last=None``: channels-last on CUDA and on the CPU), the plain loop and
+  the ceiling through ``model.default_memory_format(device)`` and ``model._format``, as ``reprzoo fit`` does.
 * ``*_pipeline_only``: the loader alone (augmentation + collation, no model), to show where time goes.
 
 Throughput is in images per second (one image = two views). Medians over rounds are reported.
 
-Run from the repository root: ``python benchmarks/bench_simsiam.py --out bench_simsiam.json`` (5-6 minutes on a
-shared 2-core CPU; results in BENCHMARKS.md); ``--quick`` is a smoke run of a few seconds.
+Run from the repository root: ``python benchmarks/bench_simsiam.py --out bench_simsiam.json`` (about 5 minutes on a
+shared 2-core CPU; results in BENCHMARKS.md); ``--quick`` is a smoke run (under a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -114,7 +122,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"torch intra-op threads of the training process (default {FULL_DEFAULTS['threads']})",
     )
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
-    p.add_argument("--no-trainer", action="store_true", help="skip the reprzoo run through lightning.Trainer")
+    p.add_argument(
+        "--no-fit", "--no-trainer", dest="no_fit", action="store_true", help="skip the reprzoo run through `reprzoo fit`"
+    )
     p.add_argument("--no-pipeline-only", action="store_true", help="skip the loader-only measurements")
     p.add_argument("--seed", type=int, default=0, help="seed of the images and of the runs (default 0)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -150,15 +160,19 @@ class LightlySimSiam(nn.Module):
         return z.detach(), p
 
 
-def lightly_setup(device: torch.device):
+def lightly_setup(device: torch.device, channels_last: bool = False):
+    """The example's model, loss, optimiser and step; ``channels_last``: the model and its inputs in channels-last
+    memory format (not in the example: a user's opt-in, measured as a reference for reprzoo's default)."""
     from lightly.loss import NegativeCosineSimilarity
 
     model = LightlySimSiam().to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     criterion = NegativeCosineSimilarity()
     optimizer = torch.optim.SGD(model.parameters(), lr=EXAMPLE_LR)
 
     def step(batch) -> None:
-        x0, x1 = (v.to(device, non_blocking=True) for v in batch[0])
+        x0, x1 = (v.to(device, non_blocking=True).contiguous(memory_format=memory_format) for v in batch[0])
         z0, p0 = model(x0)
         z1, p1 = model(x1)
         loss = 0.5 * (criterion(z0, p1) + criterion(z1, p0))
@@ -193,10 +207,8 @@ REPRZOO_MODEL_KWARGS = dict(
 )
 
 
-def reprzoo_datamodule(args):
-    from reprzoo.datamodules.images import SyntheticImages
-
-    return SyntheticImages(
+def reprzoo_datamodule_kwargs(args) -> dict[str, Any]:
+    return dict(
         num_classes=10,
         train_size=(args.warmup + args.steps) * args.batch_size,  # one epoch per round: no epoch restarts timed
         test_size=args.batch_size,
@@ -209,15 +221,22 @@ def reprzoo_datamodule(args):
     )
 
 
+def reprzoo_datamodule(args):
+    from reprzoo.datamodules.images import SyntheticImages
+
+    return SyntheticImages(**reprzoo_datamodule_kwargs(args))
+
+
 def reprzoo_setup(device: torch.device):
     from reprzoo.lightning_modules import SimSiam
 
     model = SimSiam(**REPRZOO_MODEL_KWARGS).to(device)
     model.train()
+    model.default_memory_format(device)  # reprzoo's default layout, as `configure_model` sets it under a Trainer
     optimizer = reprzoo_optimizer(model)
 
     def step(batch) -> None:
-        views = [v.to(device, non_blocking=True) for v in batch[0]]
+        views = [model._format(v.to(device, non_blocking=True)) for v in batch[0]]  # as `training_step` does
         loss = model.training_loss(views).loss
         loss.backward()
         optimizer.step()
@@ -226,45 +245,69 @@ def reprzoo_setup(device: torch.device):
     return model, step
 
 
-def reprzoo_trainer_images_per_s(args, device: torch.device) -> float:
-    """reprzoo's SimSiam and datamodule through ``lightning.Trainer``; batches timed by a callback."""
+class StepTimes(L.Callback):
+    """The clock at the end of every training batch: the ``reprzoo fit`` candidate's timer, added through the
+    config's ``trainer.callbacks`` as a user would add a callback (the CLI's own callbacks are kept)."""
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__()
+        self.device = torch.device(device)
+        self.ends: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        sync(self.device)
+        self.ends.append(time.perf_counter())
+
+
+def reprzoo_fit_config(args, root: Path) -> dict[str, Any]:
+    """The config of ``reprzoo fit --config FILE``: the example's model and data (as in the plain loop), reprzoo's
+    trainer defaults (TensorBoard logger under ``root``, progress bar, checkpoints, LR monitor, validation at the
+    end, metrics.json, ...), ``max_steps`` = warmup + timed steps (one epoch), and the timer callback."""
+    device = torch.device(args.device)
+    model_args = {k: v for k, v in REPRZOO_MODEL_KWARGS.items() if k != "num_classes"}  # the CLI links it from the data
+    data_args = reprzoo_datamodule_kwargs(args)
+    data_args["augmentation_kwargs"] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in LIGHTLY_MATCHED_AUGMENTATION.items()
+    }
+    trainer: dict[str, Any] = {
+        "accelerator": "gpu" if device.type == "cuda" else "cpu",
+        "devices": [device.index or 0] if device.type == "cuda" else 1,
+        "max_steps": args.warmup + args.steps,
+        "default_root_dir": str(root),
+        "callbacks": [{"class_path": f"{StepTimes.__module__}.StepTimes", "init_args": {"device": str(device)}}],
+    }
+    if device.type == "cuda":  # reprzoo fit's bf16 default on GPUs off: float32, as the other candidates
+        trainer["precision"] = "32-true"
+    return {
+        "seed_everything": args.seed,
+        "trainer": trainer,
+        "model": {"class_path": "reprzoo.lightning_modules.SimSiam", "init_args": model_args},
+        "data": {"class_path": "reprzoo.datamodules.SyntheticImages", "init_args": data_args},
+    }
+
+
+def reprzoo_fit_images_per_s(args, device: torch.device) -> float:
+    """reprzoo's SimSiam and datamodule through ``reprzoo fit --config FILE`` (in process: ``cli_main``, the
+    command's own entry), with every callback and the logger the command adds; batches timed by a callback."""
     import logging
+    import tempfile
 
-    import lightning as L
+    import yaml
 
-    from reprzoo.lightning_modules import SimSiam
+    from reprzoo.cli.training import cli_main
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)  # no "GPU available" banners in the output
-
-    class StepTimes(L.Callback):
-        def __init__(self):
-            self.ends: list[float] = []
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            sync(device)
-            self.ends.append(time.perf_counter())
-
-    timer = StepTimes()
-    trainer = L.Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        max_steps=args.warmup + args.steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-    )
-    model = SimSiam(**REPRZOO_MODEL_KWARGS)
-    datamodule = reprzoo_datamodule(args)
-    trainer.fit(model, datamodule=datamodule)
+    with tempfile.TemporaryDirectory(prefix="bench_simsiam_fit_") as tmp:
+        config = Path(tmp) / "simsiam_example.yaml"
+        config.write_text(yaml.safe_dump(reprzoo_fit_config(args, Path(tmp) / "runs"), sort_keys=False))
+        cli = cli_main(["fit", "--config", str(config)])
+        timer = next(c for c in cli.trainer.callbacks if type(c).__name__ == "StepTimes")
+        shutdown(cli.trainer.train_dataloader)
+        del cli
     if len(timer.ends) != args.warmup + args.steps:
-        raise RuntimeError(f"Trainer ran {len(timer.ends)} steps, expected {args.warmup + args.steps}")
+        raise RuntimeError(f"reprzoo fit ran {len(timer.ends)} steps, expected {args.warmup + args.steps}")
     elapsed = timer.ends[-1] - timer.ends[args.warmup - 1]
-    shutdown(trainer.train_dataloader)
     return args.steps * args.batch_size / elapsed
 
 
@@ -285,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pin_memory = datamodule.pin_memory
 
     lightly_model, lightly_step = lightly_setup(device)
+    _, lightly_channels_last_step = lightly_setup(device, channels_last=True)
     reprzoo_model, reprzoo_step = reprzoo_setup(device)
     params = {
         "lightly_backbone": sum(p.numel() for p in lightly_model.backbone.parameters()),
@@ -302,6 +346,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     del loader
     # one untimed step per model first (allocator and kernel warmup), then per-round warmup for loaders only
     lightly_step(premade)
+    lightly_channels_last_step(premade)
     reprzoo_step(premade)
 
     def through_loader(make_loader, step):
@@ -317,9 +362,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "lightly": through_loader(lambda: lightly_loader(images, labels, args, pin_memory), lightly_step),
         "reprzoo": through_loader(lambda: reprzoo_datamodule(args).train_dataloader(), reprzoo_step),
     }
-    if not args.no_trainer:
-        candidates["reprzoo_trainer"] = lambda: reprzoo_trainer_images_per_s(args, device)
+    if not args.no_fit:
+        candidates["reprzoo_fit"] = lambda: reprzoo_fit_images_per_s(args, device)
     candidates["lightly_model_only"] = model_only(lightly_step)
+    candidates["lightly_model_only_channels_last"] = model_only(lightly_channels_last_step)
     candidates["reprzoo_model_only"] = model_only(reprzoo_step)
     if not args.no_pipeline_only:
         candidates["lightly_pipeline_only"] = pipeline_only(lambda: lightly_loader(images, labels, args, pin_memory))
@@ -332,7 +378,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return median[a] / median[b] if a in median and b in median else None
 
     pipelines = {}
-    for name in ("lightly", "reprzoo", "reprzoo_trainer"):
+    for name in ("lightly", "reprzoo", "reprzoo_fit"):
         if name not in median:
             continue
         ceiling = "reprzoo_model_only" if name.startswith("reprzoo") else "lightly_model_only"
@@ -345,9 +391,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratios = {
         "reprzoo_over_lightly_end_to_end": ratio("reprzoo", "lightly"),
         "reprzoo_over_lightly_model_only": ratio("reprzoo_model_only", "lightly_model_only"),
-        "reprzoo_trainer_over_lightly_end_to_end": ratio("reprzoo_trainer", "lightly"),
-        "reprzoo_trainer_over_plain_loop": ratio("reprzoo_trainer", "reprzoo"),
+        "reprzoo_over_lightly_channels_last_model_only": ratio("reprzoo_model_only", "lightly_model_only_channels_last"),
+        "lightly_channels_last_over_example_model_only": ratio("lightly_model_only_channels_last", "lightly_model_only"),
+        "reprzoo_fit_over_lightly_end_to_end": ratio("reprzoo_fit", "lightly"),
+        "reprzoo_fit_over_plain_loop": ratio("reprzoo_fit", "reprzoo"),
         "reprzoo_over_lightly_pipeline_only": ratio("reprzoo_pipeline_only", "lightly_pipeline_only"),
+    }
+    pairs = {
+        "reprzoo_over_lightly_end_to_end": ("reprzoo", "lightly"),
+        "reprzoo_over_lightly_model_only": ("reprzoo_model_only", "lightly_model_only"),
+        "reprzoo_fit_over_lightly_end_to_end": ("reprzoo_fit", "lightly"),
+        "reprzoo_fit_over_plain_loop": ("reprzoo_fit", "reprzoo"),
+    }
+    # the median over rounds of each round's ratio: on a shared machine whose load moves between rounds, the two
+    # candidates of a round ran minutes apart at most, so this is less sensitive to a round-long load change
+    paired_ratios = {
+        key: statistics.median(x / y for x, y in zip(rounds[a], rounds[b]))
+        for key, (a, b) in pairs.items()
+        if a in rounds and b in rounds
     }
     return {
         "units": "images/s (one image = two augmented views), median over rounds",
@@ -361,6 +422,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers,
             "threads": args.threads,
             "seed": args.seed,
+            "reprzoo_channels_last": reprzoo_model.channels_last_active,
             "quick": args.quick,
             "reprzoo_augmentation": {k: list(v) if isinstance(v, tuple) else v for k, v in LIGHTLY_MATCHED_AUGMENTATION.items()},
         },
@@ -368,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "parameters": params,
         "pipelines": pipelines,
         "ratios": ratios,
+        "paired_ratios": paired_ratios,
         "medians": median,
         "rounds": rounds,
         "loadavg_start": load_start,
@@ -387,18 +450,26 @@ def markdown_table(results: dict[str, Any]) -> str:
     labels = {
         "lightly": "lightly example (plain PyTorch loop)",
         "reprzoo": "reprzoo (plain loop, `training_loss`)",
-        "reprzoo_trainer": "reprzoo (`lightning.Trainer`)",
+        "reprzoo_fit": "reprzoo (`reprzoo fit`)",
     }
     for name, row in results["pipelines"].items():
         rows.append(
             f"| {labels[name]} | {fmt(row['end_to_end'])} | {fmt(row['model_only'])} | "
             f"{fmt(row['e2e_over_ceiling'], 2)} | {fmt(row['pipeline_only'], 0)} |"
         )
+    reference = results["medians"].get("lightly_model_only_channels_last")
+    if reference is not None:
+        rows.append(f"| lightly's model in channels-last (a user's opt-in; model only) | | {fmt(reference)} | | |")
     return "\n".join(rows)
 
 
 def report(results: dict[str, Any]) -> str:
-    ratios = [f"{key}: {value:.3f}" for key, value in results["ratios"].items() if value is not None]
+    paired = results.get("paired_ratios", {})
+    ratios = [
+        f"{key}: {value:.3f}" + (f" (median of per-round ratios {paired[key]:.3f})" if key in paired else "")
+        for key, value in results["ratios"].items()
+        if value is not None
+    ]
     return "\n".join([markdown_table(results), *ratios])
 
 

@@ -42,8 +42,9 @@ def test_bench_simsiam_quick(tmp_path):
     expected = {
         "lightly",
         "reprzoo",
-        "reprzoo_trainer",
+        "reprzoo_fit",
         "lightly_model_only",
+        "lightly_model_only_channels_last",
         "reprzoo_model_only",
         "lightly_pipeline_only",
         "reprzoo_pipeline_only",
@@ -53,15 +54,24 @@ def test_bench_simsiam_quick(tmp_path):
     for value in results["medians"].values():
         assert math.isfinite(value) and value > 0
 
-    assert set(results["pipelines"]) == {"lightly", "reprzoo", "reprzoo_trainer"}
+    assert set(results["pipelines"]) == {"lightly", "reprzoo", "reprzoo_fit"}
     for row in results["pipelines"].values():
         for key in ("end_to_end", "model_only", "e2e_over_ceiling", "pipeline_only"):
             assert math.isfinite(row[key]) and row[key] > 0
     for value in results["ratios"].values():
         assert value is not None and math.isfinite(value) and value > 0
+    assert (
+        set(results["paired_ratios"]) <= set(results["ratios"])
+        and "reprzoo_fit_over_lightly_end_to_end" in results["paired_ratios"]
+    )
 
     table = bench.markdown_table(results)
-    assert table.count("\n") == 4 and "lightly" in table
+    assert table.count("\n") == 5 and "lightly" in table and "`reprzoo fit`" in table
+
+    # the fit candidate is the command's config: the example's model and data, the timer added as a user callback
+    config = bench.reprzoo_fit_config(bench.parse_args(argv), tmp_path / "runs")
+    assert config["model"]["class_path"] == "reprzoo.lightning_modules.SimSiam"
+    assert config["trainer"]["max_steps"] == 3 and config["trainer"]["callbacks"][0]["class_path"].endswith(".StepTimes")
 
 
 def test_bench_simsiam_rejects_bad_settings():

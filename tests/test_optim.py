@@ -140,9 +140,9 @@ def test_compile_option_compiles_the_backbone_in_place(tiny_trainer_kwargs):
     assert set(model.state_dict()) == keys
 
 
-def test_channels_last_is_automatic_on_cuda_only(tiny_trainer_kwargs):
+def test_channels_last_is_automatic_on_cuda_and_cpu(tiny_trainer_kwargs):
     """``channels_last=None`` (the default) converts every 4-d weight, EMA targets included, when the trainer's
-    device is CUDA, and leaves a CPU run in the contiguous format; ``False`` keeps it off everywhere."""
+    device is CUDA or the CPU (oneDNN), not on other devices; ``False`` keeps it off everywhere."""
     from reprzoo.datamodules import Digits
     from reprzoo.lightning_modules import BYOL
 
@@ -152,20 +152,53 @@ def test_channels_last_is_automatic_on_cuda_only(tiny_trainer_kwargs):
     def conv_weights(model):
         return [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
 
-    cpu = byol()
-    L.Trainer(**tiny_trainer_kwargs).fit(cpu, datamodule=Digits(batch_size=16))
-    assert not cpu.channels_last_active and all(w.is_contiguous() for w in conv_weights(cpu))
+    for setting, expected in ((None, True), (False, False)):  # a CPU fit
+        cpu = byol(channels_last=setting)
+        L.Trainer(**tiny_trainer_kwargs).fit(cpu, datamodule=Digits(batch_size=16))
+        assert cpu.channels_last_active is expected
+        weights = [w for w in conv_weights(cpu) if w.shape[-1] > 1]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) is expected for w in weights)
 
-    on_cuda = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
-    for setting, expected in ((None, True), (False, False)):
+    for device, setting, expected in (("cuda", None, True), ("cuda", False, False), ("mps", None, False)):
         model = byol(channels_last=setting)
-        model._trainer = on_cuda  # the hook reads only the strategy's device
+        model._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device, 0)))  # read alone
         model.configure_model()
         assert model.channels_last_active is expected
         weights = conv_weights(model)
         assert len(weights) > len(conv_weights(model.backbone))  # the target network's convolutions too
         assert all(w.is_contiguous(memory_format=torch.channels_last) is expected for w in weights if w.shape[-1] > 1)
         assert model._format(torch.randn(2, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last) is expected
+
+
+def test_channels_last_step_matches_the_contiguous_step():
+    """The CPU default (channels-last) trains the same model: one SimSiam step from the same weights on the same
+    views gives the same loss, gradients and updated weights as the contiguous format, to float32 rounding."""
+    from reprzoo.lightning_modules import SimSiam
+
+    def model(channels_last):
+        torch.manual_seed(0)
+        m = SimSiam(backbone="resnet18", proj_hidden_dim=64, proj_output_dim=32, pred_hidden_dim=16, channels_last=channels_last)
+        return m.train()
+
+    views = [torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    results = []
+    for channels_last in (False, None):
+        m = model(channels_last)
+        assert m.default_memory_format("cpu") is (channels_last is None)
+        optimizer = torch.optim.SGD(m.parameters(), lr=0.1)
+        loss = m.training_loss([m._format(v) for v in views]).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+        optimizer.step()
+        results.append((loss.detach(), grads, {n: p.detach().clone() for n, p in m.named_parameters()}))
+    (loss_a, grads_a, weights_a), (loss_b, grads_b, weights_b) = results
+    torch.testing.assert_close(loss_a, loss_b, rtol=1e-5, atol=1e-5)
+    assert grads_a.keys() == grads_b.keys() and len(grads_a) > 10
+    for name in grads_a:
+        scale = grads_a[name].abs().max().clamp_min(1e-6)
+        torch.testing.assert_close(grads_a[name] / scale, grads_b[name] / scale, rtol=1e-3, atol=1e-3, msg=name)
+    for name in weights_a:
+        torch.testing.assert_close(weights_a[name], weights_b[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_cli_defaults_to_bf16_only_where_the_gpu_supports_it(monkeypatch):
