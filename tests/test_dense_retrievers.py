@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from reprzoo.datamodules.text.neighbours import GraphNeighbours, TaggedPairs, _Triplets, depends_edges, neighbour_ranks
+from reprzoo.datamodules.text.neighbours import (
+    GraphNeighbours,
+    TaggedPairs,
+    _Triplets,
+    citation_edges,
+    depends_edges,
+    neighbour_ranks,
+)
 from reprzoo.lightning_modules import MEBERT, SESA, MultivariateRetriever, PseudoQueryEmbeddings, RepCONC, SciNCL
 from reprzoo.losses.dense_retrieval import (
     concept_loss,
@@ -120,6 +127,38 @@ def test_triplets_sample_positives_and_hard_negatives_from_their_rank_bands():
         assert int(positive) in ranks[3][:2] and int(negative) in ranks[3][5:7]
 
 
+def test_citation_edges_keep_targets_outside_the_corpus_and_drop_hubs():
+    records = [
+        {"package": "a", "depends": ["b", "ext", "libc6"], "tags": ["role::program"]},
+        {"package": "b", "depends": ["libc6", "a"], "tags": []},
+        {"package": "c", "depends": ["libc6", "ext"], "tags": ["role::program"]},
+    ]
+    n, edges = citation_edges(records)  # nodes a, b, c, then ext and libc6 (in first-seen, sorted-target order)
+    assert n == 5 and edges == [(0, 1), (0, 3), (0, 4), (1, 4), (2, 3), (2, 4)]
+    n, edges = citation_edges(records, max_citers=2)  # libc6 has 3 citers: a hub, left out
+    assert n == 4 and edges == [(0, 1), (0, 3), (2, 3)]
+    n, edges = citation_edges(records, max_citers=2, tags=True)
+    assert n == 5 and (0, 4) in edges and (2, 4) in edges and (1, 4) not in edges
+
+
+def test_triplets_in_fields_with_the_package_itself_at_rank_zero():
+    ids = [torch.tensor([i]) for i in range(10)]
+    documents = [torch.tensor([100 + i]) for i in range(10)]
+    ranks = np.stack([np.array([j for j in range(10) if j != i]) for i in range(10)])
+    data = _Triplets(ids, ranks, positives=2, band=(5, 7), hard_share=1.0, documents=documents, include_self=True)
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(60):
+        (anchor, positive, negative), _ = data[3]
+        assert int(anchor) == 3  # the anchor's own field (the synopsis side)
+        assert int(positive) - 100 in (3, ranks[3][0])  # itself (rank 0) or its nearest neighbour, as a document
+        assert int(negative) - 100 in ranks[3][4:6]  # ranks shift by one: the band counts the package itself
+        seen.add(int(positive) - 100)
+    assert seen == {3, int(ranks[3][0])}
+    with pytest.raises(ValueError, match="include_self"):
+        GraphNeighbours(include_self=True, texts="package")
+
+
 def test_scincl_triplet_loss_trains_the_encoder():
     model = SciNCL(**TINY).eval()  # no dropout: the same embeddings twice
     out = model.training_loss([batch(), batch(seed=1), batch(seed=2)])
@@ -140,6 +179,17 @@ def test_graph_neighbours_builds_triplets_of_training_packages():
     assert len(views) == 3 and all(v.ndim == 1 for v in views)
     loaders = data.val_dataloader()
     assert len(loaders) == 2  # documents, then queries: TextPairs' held-out retrieval
+    fields = GraphNeighbours(
+        max_pairs=600, positives=3, hard_band=(10, 15), graph="citations", texts="fields", include_self=True,
+        walks_per_node=2, batch_size=4, max_length=32, vocab_size=500,
+    )  # fmt: skip
+    fields.setup()
+    train, _ = fields._split_positions()
+    nodes, _ = fields.graph_neighbours()
+    first = fields._records()[train[nodes[0]]]
+    (anchor, positive, negative), _ = fields._train[0]
+    assert anchor.tolist() == fields.encode([first["synopsis"]])[0].tolist()
+    assert fields.graph_nodes > 15 and positive.tolist() != anchor.tolist()
 
 
 def test_concept_targets_and_loss_against_a_loop():
@@ -206,5 +256,25 @@ def test_retromae_v2_decoding_mask_and_duplex_representation():
         rep = model.embed(x)
         states = model.backbone.token_states(x)
     assert rep.shape == (4, model.feature_dim + 16) and model.embedding_dim == model.feature_dim + 16
-    torch.testing.assert_close(rep[:, : model.feature_dim], states[:, 0])
+    torch.testing.assert_close(rep[:, : model.feature_dim], torch.nn.functional.normalize(states[:, 0], dim=-1))
     assert (rep[:, model.feature_dim :] >= 0).all()  # ReLU'd vocabulary weights, folded by max
+    torch.testing.assert_close(rep[:, model.feature_dim :].norm(dim=-1), torch.ones(4))  # each part of unit length
+
+
+def test_retromae_v2_fine_tuning_stage_is_in_batch_ranking_of_the_duplex_representation():
+    from reprzoo.lightning_modules import RetroMAEv2
+
+    model = RetroMAEv2(bow_dim=16, pretrain_epochs=0, temperature=0.05, **TINY).eval()  # epoch 0 is already fine-tuning
+    assert model.fine_tuning() and not RetroMAEv2(bow_dim=16, **TINY).fine_tuning()
+    q, d = batch(), batch(seed=1)
+    out = model.training_loss([q, d])
+    with torch.no_grad():
+        scores = model.embed(q) @ model.embed(d).T  # the exported representation, by inner product
+    expected = -torch.log_softmax(scores / 0.05, dim=1).diagonal().mean()
+    torch.testing.assert_close(out.loss.detach(), expected, rtol=1e-4, atol=1e-5)
+    out.loss.backward()
+    assert model.backbone.model.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="pairs"):
+        model.training_loss([q, d, q])
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        RetroMAEv2(pretrain_epochs=-1, **TINY)
