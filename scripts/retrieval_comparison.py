@@ -47,7 +47,9 @@ def debian_retrievers() -> list[str]:
         key = f"debian/{info.name.lower()}"
         if key in recipes:
             data = yaml.safe_load(resolve_recipe(key).read_text())["data"]
-            if (data.get("init_args") or {}).get("source") == "debian_descriptions":
+            module, _, cls = data["class_path"].rpartition(".")
+            fixed = getattr(getattr(importlib.import_module(module), cls), "fixed_source", None)
+            if (fixed or (data.get("init_args") or {}).get("source")) == "debian_descriptions":
                 names.append(info.name)
     return names
 

@@ -154,6 +154,9 @@ class GraphNeighbours(TextPairs):
         kwargs: :class:`TextPairs` options (test_share, max_pairs, tokenizer, vocab_size, max_length, batch_size).
     """
 
+    #: the pairs it always evaluates on (whatever ``source`` is given)
+    fixed_source = "debian_descriptions"
+
     def __init__(
         self,
         positives: int = 5,
@@ -239,6 +242,9 @@ class TaggedPairs(TextPairs):
         min_tag_count: keep the tags of at least this many training packages (the concept space).
         kwargs: :class:`TextPairs` options.
     """
+
+    #: the pairs it always evaluates on (whatever ``source`` is given)
+    fixed_source = "debian_descriptions"
 
     model_args_keys = ("vocab_size", "num_concepts")
 
