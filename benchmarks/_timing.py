@@ -20,6 +20,17 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+#: reprzoo's ``augmentation_view`` options equal to the defaults of lightly's SimSiamTransform (both benchmarks' views)
+LIGHTLY_MATCHED_AUGMENTATION = {
+    "crop_scale": (0.2, 1.0),
+    "hflip_prob": 0.5,
+    "jitter": (0.4, 0.4, 0.4, 0.1),
+    "jitter_prob": 0.8,
+    "gray_prob": 0.2,
+    "blur_prob": 0.5,
+    "blur_sigma": (0.1, 2.0),
+}
+
 
 def sync(device: torch.device) -> None:
     """Wait for queued kernels, so that a clock read after it covers them."""

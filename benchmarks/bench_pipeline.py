@@ -39,17 +39,17 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
 import _timing  # noqa: E402
-from _timing import PILImages, environment, interleaved_rounds, loadavg, loader_images_per_s, medians, shutdown  # noqa: E402
+from _timing import (  # noqa: E402
+    LIGHTLY_MATCHED_AUGMENTATION,  # noqa: E402
+    PILImages,
+    environment,
+    interleaved_rounds,
+    loadavg,
+    loader_images_per_s,
+    medians,
+    shutdown,
+)
 
-LIGHTLY_MATCHED_AUGMENTATION = {
-    "crop_scale": (0.2, 1.0),
-    "hflip_prob": 0.5,
-    "jitter": (0.4, 0.4, 0.4, 0.1),
-    "jitter_prob": 0.8,
-    "gray_prob": 0.2,
-    "blur_prob": 0.5,
-    "blur_sigma": (0.1, 2.0),
-}
 # scikit-image's colour photos that ship with it (no download): 300 to 1411 px
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field")
 FULL = {"batch_32": 256, "batch_224": 32, "batches": 2, "warmup": 1, "rounds": 3, "tile": 256}

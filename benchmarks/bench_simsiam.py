@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _timing, also when this file is loaded by path
 import _timing  # noqa: E402
 from _timing import (  # noqa: E402
+    LIGHTLY_MATCHED_AUGMENTATION,  # noqa: E402
     PILImages,
     environment,
     image_loader,
@@ -70,16 +71,6 @@ EXAMPLE_IMAGE_SIZE = 32
 EXAMPLE_LR = 0.06
 PROJ_HIDDEN, PROJ_OUT, PRED_HIDDEN = 512, 128, 64
 
-# reprzoo's ``augmentation_view`` options equal to the defaults of lightly's SimSiamTransform
-LIGHTLY_MATCHED_AUGMENTATION = {
-    "crop_scale": (0.2, 1.0),
-    "hflip_prob": 0.5,
-    "jitter": (0.4, 0.4, 0.4, 0.1),
-    "jitter_prob": 0.8,
-    "gray_prob": 0.2,
-    "blur_prob": 0.5,
-    "blur_sigma": (0.1, 2.0),
-}
 
 QUICK_DEFAULTS = {"steps": 2, "warmup": 1, "rounds": 1, "batch_size": 8, "image_size": 32, "workers": 0, "threads": 1}
 # One model thread and one loader worker partition a 2-core machine; on a shared machine two OpenMP threads can
