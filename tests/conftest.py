@@ -72,19 +72,28 @@ def _isolated_environment(tmp_path, monkeypatch):
                 monkeypatch.setattr(constants, name, value)
 
 
+def quiet_trainer_kwargs(root, **overrides):
+    """Trainer options for a few CPU steps without logs, checkpoints or progress bars (2 train batches of one
+    epoch, 2 validation batches unless ``overrides`` say otherwise), writing under ``root``."""
+    return {
+        **dict(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=1,
+            limit_train_batches=2,
+            limit_val_batches=2,
+            num_sanity_val_steps=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(root),
+        ),
+        **overrides,
+    }
+
+
 @pytest.fixture
 def tiny_trainer_kwargs(tmp_path):
     """Trainer options for a few CPU steps without logs, checkpoints or progress bars."""
-    return dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=2,
-        limit_val_batches=2,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    return quiet_trainer_kwargs(tmp_path)

@@ -15,6 +15,7 @@ import torch
 
 from reprzoo.cli.main import main
 from reprzoo.index import IncompatibleQueryError, Index
+from tests.conftest import quiet_trainer_kwargs
 
 pytest.importorskip("faiss")
 
@@ -46,17 +47,7 @@ def hub_model(tmp_path_factory):
         recipe["data"]["init_args"] = {**recipe["data"]["init_args"], "max_pairs": 300, "vocab_size": 1000}
         data = datamodule_from_recipe(recipe, batch_size=16)
         model = get_method("MNRL")(num_classes=data.num_classes, **{**data.model_args(), **recipe["model"]["init_args"]})
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_steps=2,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=str(root),
-        )
+        trainer = L.Trainer(**quiet_trainer_kwargs(root, limit_val_batches=0))
         trainer.fit(model, datamodule=data)
         run = write_run(root / "run", trainer, model, recipe)
         first = push(run, "mnrl-tiny-wordnet.index", to=f"local:{root / 'hub'}")

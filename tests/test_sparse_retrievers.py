@@ -12,6 +12,7 @@ import torch
 from reprzoo.datamodules import TextPairs
 from reprzoo.lightning_modules import SPLADE, UHD, SPLADEPlusPlus, SPLADEv2, UniCOIL
 from reprzoo.lightning_modules.retrieval.sparse import BinaryBag, mine_bm25_negatives
+from tests.conftest import quiet_trainer_kwargs
 
 TINY = {"backbone": "bert_tiny", "backbone_kwargs": {"max_length": 64}}
 
@@ -28,18 +29,7 @@ def first_batch(data):
 
 
 def fit(model, data, steps: int, tmp_path):
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        limit_train_batches=steps,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = L.Trainer(**quiet_trainer_kwargs(tmp_path, limit_train_batches=steps, limit_val_batches=0))
     trainer.fit(model, datamodule=data)
     return trainer
 
